@@ -1,0 +1,1 @@
+"""The operator side: channels, workflows, the local CA and the gnoicert CLI."""

@@ -1,0 +1,1 @@
+"""The device PKI: certificate material and the crash-safe store. Knows nothing of gRPC."""

@@ -1,0 +1,1 @@
+"""The device side: the CertificateManagement service and the gnoicertd daemon."""
