@@ -1,23 +1,54 @@
 """The durable, crash-safe certificate store: the target's single source of truth.
 
-API CONTRACT (stub; to be implemented).
-
 State: certificate entities by ID, one CA bundle (`gnoi-ca-bundle`), pending CSR keys with an
 expiry, and the factory certificate. Changes go through a Transaction: lock, stage, optionally
 apply (visible through Store.view() to readers such as the TLS manager, not durable), then commit
 (durable, atomic) or roll back. A crash before commit leaves the previous committed state; after
 commit, the new one. Everything here is blocking; async callers use asyncio.to_thread.
+
+On disk (all directories 0700, keys 0600; operators may read it, never edit it)::
+
+    state_dir/LOCK                      flock held for the process lifetime
+    state_dir/current -> generations/N  the committed generation, swapped atomically
+    state_dir/generations/N/            manifest.json, gnoi-ca-bundle.pem,
+                                        certificates/<id>/{certificate,chain,key}.pem
+    state_dir/pending/<id>.json         pending CSR keys, one atomic file each
+    state_dir/factory/                  certificate.pem, key.pem
+
+A commit builds generation N+1 beside N (hard-linking unchanged files), fsyncs it, renames it into
+place and swaps `current`; recovery at open keeps only what `current` names. Applied changes live
+in memory only, so a crash drops them: that is the rollback the specification requires.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import errno
+import fcntl
+import functools
+import itertools
+import logging
+import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gnoicert.pki import _store_files as files
+from gnoicert.pki import crypto
+from gnoicert.pki.errors import PkiError, ResourceBusy, StoreFailure
+
+_LOG = logging.getLogger(__name__)
+
+_ENCRYPTED_PEM = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 
 
 class KeyOrigin(enum.StrEnum):
@@ -25,6 +56,24 @@ class KeyOrigin(enum.StrEnum):
 
     TARGET = "target"
     CLIENT = "client"
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_leaf(certificate_pem: bytes) -> x509.Certificate:
+    return crypto.load_certificates(certificate_pem)[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def _leaf_fingerprint(certificate_pem: bytes) -> str:
+    return crypto.fingerprint(_parse_leaf(certificate_pem))
+
+
+# A bundle may hold 20,000 certificates: parse each distinct bundle once, keep only a couple.
+@functools.lru_cache(maxsize=2)
+def _parse_bundle(bundle_pem: bytes) -> tuple[x509.Certificate, ...]:
+    if not bundle_pem.strip():
+        return ()
+    return tuple(crypto.load_certificates(bundle_pem))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,16 +92,21 @@ class CertificateEntity:
     @property
     def full_chain_pem(self) -> bytes:
         """Leaf then intermediates: what a TLS server presents."""
-        raise NotImplementedError
+        if not self.chain_pem:
+            return self.certificate_pem
+        leaf = self.certificate_pem
+        if not leaf.endswith(b"\n"):
+            leaf += b"\n"
+        return leaf + self.chain_pem
 
     @property
     def certificate(self) -> x509.Certificate:
-        raise NotImplementedError
+        return _parse_leaf(self.certificate_pem)
 
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the leaf (crypto.fingerprint)."""
-        raise NotImplementedError
+        return _leaf_fingerprint(self.certificate_pem)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +120,28 @@ class StoreView:
     @property
     def ca_bundle(self) -> tuple[x509.Certificate, ...]:
         """Parsed bundle (parse once per view; a bundle may hold 20,000 certificates)."""
-        raise NotImplementedError
+        return _parse_bundle(self.ca_bundle_pem)
+
+
+def _make_view(
+    entities: Mapping[str, CertificateEntity], ca_bundle_pem: bytes, generation: int
+) -> StoreView:
+    ordered = {cert_id: entities[cert_id] for cert_id in sorted(entities)}
+    return StoreView(
+        entities=MappingProxyType(ordered), ca_bundle_pem=ca_bundle_pem, generation=generation
+    )
+
+
+def _same_content(a: StoreView, b: StoreView) -> bool:
+    return a is b or (a.ca_bundle_pem == b.ca_bundle_pem and dict(a.entities) == dict(b.entities))
+
+
+@dataclass(slots=True, eq=False)
+class _PendingKey:
+    """A pending CSR key; compared by identity so a commit never removes a newer one."""
+
+    expires_ns: int
+    key_pem: bytes = field(repr=False)
 
 
 class Transaction:
@@ -77,15 +152,38 @@ class Transaction:
     commit or rollback. Staging an ID or the bundle requires holding its lock.
     """
 
+    def __init__(self, store: Store, serial: int) -> None:
+        self._store = store
+        self._serial = serial
+        # Serializes this transaction's own methods: a rollback from a timer thread waits for a
+        # commit in flight instead of "rolling back" what is being made durable.
+        self._lock = threading.Lock()
+        self._closed = False
+        self._ids: set[str] = set()
+        self._holds_bundle = False
+        self._staged: dict[str, CertificateEntity | None] = {}  # None: delete
+        self._staged_bundle: bytes | None = None  # None: unchanged
+        self._consumed: dict[str, _PendingKey] = {}
+        self._applied = False
+        self._applied_entities: dict[str, CertificateEntity | None] = {}
+        self._applied_bundle: bytes | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("applied" if self._applied else "open")
+        return f"<Transaction #{self._serial} {state} ids={sorted(self._ids)}>"
+
     def lock(self, cert_id: str) -> None:
         """Hold cert_id (validated) for this transaction; ResourceBusy if another holds it."""
-        raise NotImplementedError
+        crypto.validate_certificate_id(cert_id)
+        with self._lock:
+            self._store._acquire(self, cert_id)
 
     def lock_bundle(self) -> None:
-        raise NotImplementedError
+        with self._lock:
+            self._store._acquire(self, None)
 
     def holds(self, cert_id: str) -> bool:
-        raise NotImplementedError
+        return self._store._holder(cert_id) is self
 
     def put(
         self,
@@ -96,43 +194,91 @@ class Transaction:
         private_key_pem: bytes,
         key_origin: KeyOrigin,
     ) -> CertificateEntity:
-        """Stage an install or replacement; returns the entity as it will be committed."""
-        raise NotImplementedError
+        """Stage an install or replacement; returns the entity as it will be committed.
+
+        The leaf must parse (BadEncoding otherwise); everything else is the caller's to check.
+        """
+        with self._lock:
+            self._check_holds(cert_id)
+            certificate_pem = bytes(certificate_pem)
+            _leaf_fingerprint(certificate_pem)  # parse now: the commit must not fail on it
+            old = self._store.committed_view().entities.get(cert_id)
+            now = time.time_ns()
+            entity = CertificateEntity(
+                cert_id=cert_id,
+                certificate_pem=certificate_pem,
+                chain_pem=bytes(chain_pem),
+                private_key_pem=bytes(private_key_pem),
+                key_origin=KeyOrigin(key_origin),
+                created_ns=now if old is None else old.created_ns,
+                modified_ns=now,
+                version=1 if old is None else old.version + 1,
+            )
+            self._staged[cert_id] = entity
+            return entity
 
     def delete(self, cert_id: str) -> None:
         """Stage removal of cert_id and its key (no error if absent)."""
-        raise NotImplementedError
+        with self._lock:
+            self._check_holds(cert_id)
+            if cert_id in self._store.committed_view().entities:
+                self._staged[cert_id] = None
+            else:
+                self._staged.pop(cert_id, None)
 
     def replace_bundle(self, ca_bundle_pem: bytes) -> None:
         """Stage a new CA bundle (b"" empties it)."""
-        raise NotImplementedError
+        with self._lock:
+            self._check_holds(None)
+            bundle = bytes(ca_bundle_pem)
+            same = bundle == self._store.committed_view().ca_bundle_pem
+            self._staged_bundle = None if same else bundle
 
     def consume_pending_key(self, cert_id: str) -> None:
         """Stage removal of cert_id's pending CSR key, done durably with the commit."""
-        raise NotImplementedError
+        with self._lock:
+            self._check_holds(cert_id)
+            pending = self._store._pending_entry(cert_id)
+            if pending is None:
+                self._consumed.pop(cert_id, None)
+            else:
+                self._consumed[cert_id] = pending
 
     @property
     def has_changes(self) -> bool:
-        raise NotImplementedError
+        return bool(self._staged or self._consumed) or self._staged_bundle is not None
 
     def apply(self) -> StoreView:
         """Make the staged changes visible in Store.view() (not durable); notify subscribers."""
-        raise NotImplementedError
+        with self._lock:
+            self._check_open()
+            view = self._store._apply(self)
+        self._store._notify()
+        return view
 
     def commit(self) -> StoreView:
         """Make the staged changes durable and atomic; returns the new committed view.
 
         Raises StoreFailure (after rolling back) when the disk write fails.
         """
-        raise NotImplementedError
+        try:
+            with self._lock:
+                self._check_open()
+                return self._store._commit(self)
+        finally:
+            self._store._notify()
 
     def rollback(self) -> None:
         """Drop staged/applied changes, notify subscribers if the view changes; idempotent."""
-        raise NotImplementedError
+        with self._lock:
+            if self._closed:
+                return
+            self._store._finish(self)
+        self._store._notify()
 
     @property
     def closed(self) -> bool:
-        raise NotImplementedError
+        return self._closed
 
     def __enter__(self) -> Transaction:
         return self
@@ -146,9 +292,54 @@ class Transaction:
         if not self.closed:
             self.rollback()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is already committed or rolled back")
+
+    def _check_holds(self, cert_id: str | None) -> None:
+        """Staging without the lock is a programming error, not a refusal."""
+        self._check_open()
+        if cert_id is None:
+            if not self._holds_bundle:
+                raise RuntimeError("stage the CA bundle only after lock_bundle()")
+        elif cert_id not in self._ids:
+            raise RuntimeError(f"stage certificate ID {cert_id!r} only after lock({cert_id!r})")
+
 
 class Store:
     """A state directory opened by one process at a time (an flock on the directory)."""
+
+    def __init__(self, state_dir: Path, key_secret: bytes | None, lock_fd: int) -> None:
+        """Private: use Store.open(), which takes the directory lock and recovers."""
+        self._path = state_dir
+        self._generations = state_dir / files.GENERATIONS_NAME
+        self._pending_dir = state_dir / files.PENDING_NAME
+        self._factory_dir = state_dir / files.FACTORY_NAME
+        self._key_secret = key_secret
+        self._lock_fd = lock_fd
+        # _mutex guards the in-memory state below and is never held during disk I/O, so view()
+        # never waits for a write. _writer serializes disk writes of generations and the
+        # factory files; _pending_lock the pending keys. Order: _writer, _pending_lock, _mutex.
+        self._mutex = threading.Lock()
+        self._writer = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._notify_lock = threading.RLock()
+        self._committed = _make_view({}, b"", 0)
+        self._effective = self._committed
+        self._notified = self._committed
+        self._manifest = files.EMPTY_MANIFEST
+        self._next_generation = 1
+        self._open: dict[int, Transaction] = {}
+        self._applied: dict[int, Transaction] = {}
+        self._id_locks: dict[str, Transaction] = {}
+        self._bundle_holder: Transaction | None = None
+        self._serials = itertools.count(1)
+        self._subscribers: dict[int, Callable[[StoreView], None]] = {}
+        self._pending: dict[str, _PendingKey] = {}
+        self._factory: tuple[bytes, bytes] | None = None
+        self._resetting = False
+        self._closing = False
+        self._closed = False
 
     @classmethod
     def open(cls, state_dir: Path, *, key_secret: bytes | None = None) -> Store:
@@ -157,48 +348,599 @@ class Store:
         key_secret, when given, encrypts private keys at rest (bytes read from a machine secret
         file by the caller); keys written without it cannot be read with it and vice versa.
         """
-        raise NotImplementedError
+        if key_secret is not None and not key_secret:
+            raise ValueError("key_secret must not be empty (pass None for unencrypted keys)")
+        state_dir = Path(state_dir)
+        try:
+            state_dir.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
+            os.chmod(state_dir, files.DIR_MODE)
+            lock_fd = os.open(
+                state_dir / files.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, files.SECRET_MODE
+            )
+        except OSError as exc:
+            raise StoreFailure(f"cannot open the state directory {state_dir}: {exc}") from exc
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(lock_fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StoreFailure(
+                    f"state directory {state_dir} in use by another process"
+                ) from None
+            raise StoreFailure(f"cannot lock the state directory {state_dir}: {exc}") from exc
+        store = cls(state_dir, key_secret, lock_fd)
+        try:
+            store._recover()
+        except BaseException:
+            os.close(lock_fd)  # releases the flock
+            raise
+        return store
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Roll back every open transaction, wait for a commit in flight, release the lock."""
+        with self._mutex:
+            if self._closing:
+                return
+            self._closing = True
+            open_transactions = list(self._open.values())
+        for txn in open_transactions:
+            txn.rollback()
+        with self._writer, self._pending_lock, self._mutex:
+            self._closed = True
+            os.close(self._lock_fd)
 
     @property
     def path(self) -> Path:
-        raise NotImplementedError
+        return self._path
 
     def view(self) -> StoreView:
         """Effective state: committed plus every applied, unfinished transaction."""
-        raise NotImplementedError
+        with self._mutex:
+            return self._effective
 
     def committed_view(self) -> StoreView:
-        raise NotImplementedError
+        with self._mutex:
+            return self._committed
 
     def subscribe(self, callback: Callable[[StoreView], None]) -> Callable[[], None]:
-        """Call callback(view()) after every change of the effective view; returns unsubscribe."""
-        raise NotImplementedError
+        """Call callback(view()) after every change of the effective view; returns unsubscribe.
+
+        Called outside the store's locks, in the thread that made the change, in order and never
+        with a view older than one already delivered; an exception is logged, not propagated.
+        """
+        token = id(callback) ^ next(self._serials) << 64
+        with self._mutex:
+            self._subscribers[token] = callback
+
+        def unsubscribe() -> None:
+            with self._mutex:
+                self._subscribers.pop(token, None)
+
+        return unsubscribe
 
     def begin(self) -> Transaction:
-        raise NotImplementedError
+        with self._mutex:
+            self._check_usable()
+            txn = Transaction(self, next(self._serials))
+            self._open[txn._serial] = txn
+            return txn
 
     def is_locked(self, cert_id: str) -> bool:
-        raise NotImplementedError
+        return self._holder(cert_id) is not None
 
     # Pending CSR keys (unary GenerateCSR): durable, one per ID, replaced by a newer one.
     def put_pending_key(self, cert_id: str, private_key_pem: bytes, *, expires_ns: int) -> None:
-        raise NotImplementedError
+        crypto.validate_certificate_id(cert_id)
+        key_pem = bytes(private_key_pem)
+        stored = self._encode_key(key_pem)
+        with self._pending_lock:
+            self._check_usable()
+            try:
+                files.write_pending(self._pending_dir, cert_id, expires_ns, stored)
+            except OSError as exc:
+                raise StoreFailure(
+                    f"cannot store the pending key of certificate ID {cert_id!r}: {exc}"
+                ) from exc
+            self._pending[cert_id] = _PendingKey(expires_ns, key_pem)
+        _LOG.info("stored pending key for certificate ID %r", cert_id)
 
     def pending_key(self, cert_id: str, *, now_ns: int | None = None) -> bytes | None:
         """The unexpired pending key PEM for cert_id, or None (an expired one is removed)."""
-        raise NotImplementedError
+        crypto.validate_certificate_id(cert_id)
+        now = time.time_ns() if now_ns is None else now_ns
+        with self._pending_lock:
+            entry = self._pending.get(cert_id)
+            if entry is None:
+                return None
+            if entry.expires_ns > now:
+                return entry.key_pem
+            del self._pending[cert_id]
+            self._remove_pending_file(cert_id, "expired")
+            return None
 
     # The factory certificate: not an entity, never listed or revocable.
     def factory_credentials(self) -> tuple[bytes, bytes] | None:
         """(certificate_pem, private_key_pem) or None before the first start made one."""
-        raise NotImplementedError
+        with self._mutex:
+            return self._factory
 
     def save_factory_credentials(self, certificate_pem: bytes, private_key_pem: bytes) -> None:
-        raise NotImplementedError
+        certificate_pem, private_key_pem = bytes(certificate_pem), bytes(private_key_pem)
+        stored_key = self._encode_key(private_key_pem)
+        with self._writer:
+            self._check_usable()
+            try:
+                # Key first: a crash between the two leaves a mismatched pair, which open()
+                # detects and reports as "no factory credentials" (the server makes new ones).
+                files.atomic_write(self._factory_dir / files.KEY_FILE, stored_key, files.SECRET_MODE)
+                files.atomic_write(
+                    self._factory_dir / files.CERTIFICATE_FILE, certificate_pem, files.PUBLIC_MODE
+                )
+            except OSError as exc:
+                raise StoreFailure(f"cannot store the factory credentials: {exc}") from exc
+            with self._mutex:
+                self._factory = (certificate_pem, private_key_pem)
+        _LOG.info("stored factory credentials (%s)", _leaf_fingerprint(certificate_pem))
 
     def factory_reset(self) -> None:
         """Durably remove every entity, key, pending key, the bundle and the factory certificate."""
-        raise NotImplementedError
+        with self._writer:
+            with self._mutex:
+                self._check_usable()
+                if self._open:
+                    raise ResourceBusy(
+                        f"factory reset refused: {len(self._open)} operation(s) in progress; "
+                        "retry when they end"
+                    )
+                self._resetting = True
+            try:
+                committed = self.committed_view()
+                if committed.entities or committed.ca_bundle_pem:
+                    self._write_and_swap({}, b"", changed=set(), bundle_changed=True)
+                with self._pending_lock:
+                    for path in self._pending_dir.iterdir():
+                        files.remove_path(path)
+                    files.fsync_dir(self._pending_dir)
+                    self._pending.clear()
+                for name in (files.CERTIFICATE_FILE, files.KEY_FILE):
+                    files.remove_path(self._factory_dir / name)
+                files.fsync_dir(self._factory_dir)
+                with self._mutex:
+                    self._factory = None
+            except OSError as exc:
+                raise StoreFailure(f"factory reset failed part way; retry it: {exc}") from exc
+            finally:
+                with self._mutex:
+                    self._resetting = False
+        _LOG.warning("factory reset: every certificate, key and the CA bundle were removed")
+        self._notify()
+
+    # --- transactions (called by Transaction with its own lock held) --------------------------
+
+    def _check_usable(self) -> None:
+        if self._closing:
+            raise RuntimeError(f"the store at {self._path} is closed")
+
+    def _holder(self, cert_id: str | None) -> Transaction | None:
+        with self._mutex:
+            return self._bundle_holder if cert_id is None else self._id_locks.get(cert_id)
+
+    def _acquire(self, txn: Transaction, cert_id: str | None) -> None:
+        with self._mutex:
+            txn._check_open()
+            if self._resetting:
+                raise ResourceBusy("the store is being factory reset; retry when it ends")
+            holder = self._bundle_holder if cert_id is None else self._id_locks.get(cert_id)
+            if holder is txn:
+                return
+            if holder is not None:
+                what = (
+                    f"the CA bundle ({crypto.CA_BUNDLE_ID})"
+                    if cert_id is None
+                    else f"certificate ID {cert_id!r}"
+                )
+                raise ResourceBusy(
+                    f"{what} is being changed by another operation; retry when it ends"
+                )
+            if cert_id is None:
+                self._bundle_holder = txn
+                txn._holds_bundle = True
+            else:
+                self._id_locks[cert_id] = txn
+                txn._ids.add(cert_id)
+
+    def _pending_entry(self, cert_id: str) -> _PendingKey | None:
+        with self._pending_lock:
+            return self._pending.get(cert_id)
+
+    def _apply(self, txn: Transaction) -> StoreView:
+        with self._mutex:
+            txn._applied_entities = dict(txn._staged)
+            txn._applied_bundle = txn._staged_bundle
+            txn._applied = True
+            self._applied[txn._serial] = txn
+            self._rebuild_effective()
+            return self._effective
+
+    def _finish(self, txn: Transaction) -> None:
+        """Close txn: release its locks and drop its overlay (the caller holds txn._lock)."""
+        with self._mutex:
+            self._close_locked(txn)
+
+    def _close_locked(self, txn: Transaction) -> None:
+        txn._closed = True
+        for cert_id in txn._ids:
+            if self._id_locks.get(cert_id) is txn:
+                del self._id_locks[cert_id]
+        txn._ids.clear()
+        if self._bundle_holder is txn:
+            self._bundle_holder = None
+        txn._holds_bundle = False
+        self._open.pop(txn._serial, None)
+        if self._applied.pop(txn._serial, None) is not None:
+            self._rebuild_effective()
+        # Drop references to key material held by a finished transaction.
+        txn._staged.clear()
+        txn._applied_entities.clear()
+        txn._consumed.clear()
+        txn._staged_bundle = txn._applied_bundle = None
+
+    def _rebuild_effective(self) -> None:
+        """Recompute the effective view (with _mutex held). IDs are locked exclusively, so the
+        overlays of applied transactions never touch the same ID or both the bundle."""
+        if not self._applied:
+            self._effective = self._committed
+            return
+        entities = dict(self._committed.entities)
+        bundle = self._committed.ca_bundle_pem
+        for txn in self._applied.values():
+            for cert_id, entity in txn._applied_entities.items():
+                if entity is None:
+                    entities.pop(cert_id, None)
+                else:
+                    entities[cert_id] = entity
+            if txn._applied_bundle is not None:
+                bundle = txn._applied_bundle
+        self._effective = _make_view(entities, bundle, self._committed.generation)
+
+    def _commit(self, txn: Transaction) -> StoreView:
+        if not txn.has_changes:
+            self._finish(txn)
+            return self.committed_view()
+        with self._writer:
+            base = self.committed_view()
+            entities = dict(base.entities)
+            for cert_id, entity in txn._staged.items():
+                if entity is None:
+                    entities.pop(cert_id, None)
+                else:
+                    entities[cert_id] = entity
+            bundle = base.ca_bundle_pem if txn._staged_bundle is None else txn._staged_bundle
+            changed = set(txn._staged)
+            consumed = dict(txn._consumed)
+            summary = _summarize(txn)
+            try:
+                view = self._write_and_swap(
+                    entities, bundle, changed=changed, bundle_changed=txn._staged_bundle is not None
+                )
+            except BaseException:
+                self._finish(txn)
+                raise
+            with self._mutex:
+                self._close_locked(txn)
+            self._remove_consumed(consumed)
+        _LOG.info("committed generation %d: %s", view.generation, summary)
+        return view
+
+    def _write_and_swap(
+        self,
+        entities: Mapping[str, CertificateEntity],
+        bundle: bytes,
+        *,
+        changed: set[str],
+        bundle_changed: bool,
+    ) -> StoreView:
+        """Write generation N+1, point `current` at it, swap it in memory (with _writer held).
+
+        StoreFailure leaves both the disk and the memory at generation N.
+        """
+        base_generation = self._committed.generation
+        base_dir = self._generations / str(base_generation) if base_generation else None
+        base_manifest = self._manifest
+        # A failed attempt may leave its directory behind; never reuse its number.
+        generation = self._next_generation
+        self._next_generation += 1
+        records: dict[str, files.EntityRecord] = {}
+        new_files: dict[str, files.EntityFiles] = {}
+        for cert_id, entity in entities.items():
+            old = base_manifest.entities.get(cert_id)
+            if cert_id not in changed and old is not None and base_dir is not None:
+                records[cert_id] = old
+                continue
+            stored_key = self._encode_key(entity.private_key_pem)
+            new_files[cert_id] = files.EntityFiles(
+                entity.certificate_pem, entity.chain_pem, stored_key
+            )
+            records[cert_id] = files.EntityRecord(
+                created_ns=entity.created_ns,
+                modified_ns=entity.modified_ns,
+                version=entity.version,
+                key_origin=entity.key_origin.value,
+                fingerprint=entity.fingerprint,
+                certificate_sha256=files.sha256_hex(entity.certificate_pem),
+                chain_sha256=files.sha256_hex(entity.chain_pem),
+                key_sha256=files.sha256_hex(stored_key),
+            )
+        bundle_record: files.BundleRecord | None = None
+        bundle_bytes: bytes | None = None
+        if bundle:
+            if not bundle_changed and base_manifest.bundle is not None and base_dir is not None:
+                bundle_record = base_manifest.bundle
+            else:
+                bundle_record = files.BundleRecord(
+                    sha256=files.sha256_hex(bundle), count=files.count_certificates(bundle)
+                )
+                bundle_bytes = bundle
+        manifest = files.Manifest(generation=generation, entities=records, bundle=bundle_record)
+        try:
+            gen_dir = files.write_generation(
+                self._generations, manifest, new_files, bundle_bytes, base_dir
+            )
+        except OSError as exc:
+            raise StoreFailure(f"cannot write the certificate store, nothing changed: {exc}") from exc
+        try:
+            files.point_current(self._path, generation)
+        except OSError as exc:
+            self._revert_current(base_generation, gen_dir)
+            raise StoreFailure(f"cannot write the certificate store, nothing changed: {exc}") from exc
+        view = _make_view(entities, bundle, generation)
+        with self._mutex:
+            self._committed = view
+            self._manifest = manifest
+            self._rebuild_effective()
+        if base_dir is not None:
+            try:
+                files.remove_path(base_dir)
+            except OSError as exc:
+                _LOG.warning("cannot remove old generation %d (removed at next start): %s", base_generation, exc)
+        return view
+
+    def _revert_current(self, base_generation: int, gen_dir: Path) -> None:
+        """After a failed swap, make sure `current` names the old generation again."""
+        try:
+            files.point_current(self._path, base_generation)
+        except OSError as exc:
+            _LOG.error(
+                "cannot restore %s to generation %d after a failed commit: %s",
+                files.CURRENT_NAME,
+                base_generation,
+                exc,
+            )
+            return  # keep gen_dir: `current` may still name it
+        try:
+            files.remove_path(gen_dir)
+        except OSError as exc:
+            _LOG.warning("cannot remove uncommitted %s (removed at next start): %s", gen_dir, exc)
+
+    def _remove_consumed(self, consumed: Mapping[str, _PendingKey]) -> None:
+        """Remove pending keys a commit used, unless GenerateCSR has replaced them meanwhile."""
+        if not consumed:
+            return
+        with self._pending_lock:
+            for cert_id, entry in consumed.items():
+                if self._pending.get(cert_id) is entry:
+                    del self._pending[cert_id]
+                    self._remove_pending_file(cert_id, "consumed")
+
+    def _remove_pending_file(self, cert_id: str, why: str) -> None:
+        """With _pending_lock held. Best effort: open() also drops expired and consumed keys."""
+        try:
+            files.remove_file_durably(files.pending_path(self._pending_dir, cert_id))
+        except OSError as exc:
+            _LOG.warning("cannot remove the %s pending key of %r: %s", why, cert_id, exc)
+
+    def _notify(self) -> None:
+        with self._notify_lock:
+            with self._mutex:
+                view = self._effective
+                subscribers = list(self._subscribers.values())
+            if _same_content(view, self._notified):
+                self._notified = view
+                return
+            self._notified = view
+            for callback in subscribers:
+                try:
+                    callback(view)
+                except Exception:
+                    _LOG.exception("store subscriber %s failed", getattr(callback, "__qualname__", "?"))
+
+    # --- keys at rest -------------------------------------------------------------------------
+
+    def _encode_key(self, private_key_pem: bytes) -> bytes:
+        if self._key_secret is None:
+            return private_key_pem
+        try:
+            key = serialization.load_pem_private_key(
+                private_key_pem, None, unsafe_skip_rsa_key_validation=True
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise StoreFailure("a private key to store is not an unencrypted PEM key") from None
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self._key_secret),
+        )
+
+    def _decode_key(self, stored: bytes, where: str) -> bytes:
+        encrypted = _ENCRYPTED_PEM in stored
+        if self._key_secret is None:
+            if encrypted:
+                raise StoreFailure(f"{where} is encrypted: the key_secret is missing or wrong")
+            return stored
+        if not encrypted:
+            raise StoreFailure(
+                f"{where} is not encrypted but a key_secret was given: the key_secret is "
+                "missing or wrong"
+            )
+        try:
+            # Keys this process wrote itself: skip the slow RSA consistency check (36 ms a key).
+            key = serialization.load_pem_private_key(
+                stored, self._key_secret, unsafe_skip_rsa_key_validation=True
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise StoreFailure(f"cannot decrypt {where}: the key_secret is missing or wrong") from None
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise StoreFailure(f"{where} holds an unsupported key type")
+        return crypto.private_key_to_pem(key)
+
+    # --- recovery -----------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        try:
+            self._recover_files()
+        except files.CorruptState as exc:
+            raise StoreFailure(f"state directory {self._path} is damaged: {exc}") from None
+        except OSError as exc:
+            raise StoreFailure(f"cannot read the state directory {self._path}: {exc}") from exc
+
+    def _recover_files(self) -> None:
+        removed = False
+        for entry in os.listdir(self._path):
+            if entry.startswith(files.TMP_PREFIX):
+                files.remove_path(self._path / entry)
+                removed = True
+        files.ensure_dir(self._generations)
+        current = files.read_current(self._path)
+        for entry in os.listdir(self._generations):
+            if entry != str(current):
+                # Uncommitted (a crash before the swap) or old (a crash before its removal).
+                _LOG.info("recovery: removing %s/%s", files.GENERATIONS_NAME, entry)
+                files.remove_path(self._generations / entry)
+                removed = True
+        if removed:
+            files.fsync_dir(self._generations)
+            files.fsync_dir(self._path)
+        if current:
+            content = files.read_generation(self._generations / str(current), current)
+            entities: dict[str, CertificateEntity] = {}
+            for cert_id, rec in content.manifest.entities.items():
+                stored = content.files[cert_id]
+                where = (
+                    f"the key of certificate ID {cert_id!r} "
+                    f"({files.GENERATIONS_NAME}/{current}/{files.CERTIFICATES_NAME}/{cert_id}/"
+                    f"{files.KEY_FILE})"
+                )
+                try:
+                    key_origin = KeyOrigin(rec.key_origin)
+                except ValueError:
+                    raise files.CorruptState(f"unknown key_origin for {cert_id!r}") from None
+                entities[cert_id] = CertificateEntity(
+                    cert_id=cert_id,
+                    certificate_pem=stored.certificate,
+                    chain_pem=stored.chain,
+                    private_key_pem=self._decode_key(stored.key, where),
+                    key_origin=key_origin,
+                    created_ns=rec.created_ns,
+                    modified_ns=rec.modified_ns,
+                    version=rec.version,
+                )
+            self._manifest = content.manifest
+            self._committed = _make_view(entities, content.bundle_pem, current)
+            self._effective = self._notified = self._committed
+        self._next_generation = current + 1
+        files.ensure_dir(self._pending_dir)
+        self._recover_pending()
+        files.ensure_dir(self._factory_dir)
+        self._recover_factory()
+        view = self._committed
+        _LOG.info(
+            "opened store %s: generation %d, %d certificate(s), CA bundle %s, %d pending key(s)",
+            self._path,
+            view.generation,
+            len(view.entities),
+            "loaded" if view.ca_bundle_pem else "empty",
+            len(self._pending),
+        )
+
+    def _recover_pending(self) -> None:
+        now = time.time_ns()
+        installed = {entity.private_key_pem for entity in self._committed.entities.values()}
+        removed = False
+        for entry in sorted(os.listdir(self._pending_dir)):
+            path = self._pending_dir / entry
+            cert_id = entry.removesuffix(".json")
+            if entry.startswith(files.TMP_PREFIX):
+                files.remove_path(path)
+                removed = True
+                continue
+            try:
+                crypto.validate_certificate_id(cert_id)
+                if not entry.endswith(".json"):
+                    raise ValueError(entry)
+            except (PkiError, ValueError):
+                _LOG.warning("recovery: ignoring unexpected file %s/%s", files.PENDING_NAME, entry)
+                continue
+            try:
+                expires_ns, stored = files.read_pending(path)
+            except files.CorruptState as exc:
+                _LOG.warning("recovery: removing %s", exc)
+                files.remove_path(path)
+                removed = True
+                continue
+            if expires_ns <= now:
+                files.remove_path(path)
+                removed = True
+                continue
+            key_pem = self._decode_key(stored, f"the pending key of certificate ID {cert_id!r}")
+            if key_pem in installed:
+                # Consumed by a commit that crashed before removing it: never reuse a key.
+                files.remove_path(path)
+                removed = True
+                continue
+            self._pending[cert_id] = _PendingKey(expires_ns, key_pem)
+        if removed:
+            files.fsync_dir(self._pending_dir)
+
+    def _recover_factory(self) -> None:
+        removed = False
+        for entry in os.listdir(self._factory_dir):
+            if entry.startswith(files.TMP_PREFIX):
+                files.remove_path(self._factory_dir / entry)
+                removed = True
+        if removed:
+            files.fsync_dir(self._factory_dir)
+        try:
+            certificate_pem = (self._factory_dir / files.CERTIFICATE_FILE).read_bytes()
+            stored_key = (self._factory_dir / files.KEY_FILE).read_bytes()
+        except FileNotFoundError:
+            return
+        key_pem = self._decode_key(stored_key, "the factory key (factory/key.pem)")
+        try:
+            key = serialization.load_pem_private_key(
+                key_pem, None, unsafe_skip_rsa_key_validation=True
+            )
+            if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+                raise ValueError("unsupported key type")
+            crypto.check_key_matches(_parse_leaf(certificate_pem), key)
+        except (PkiError, ValueError, TypeError, UnsupportedAlgorithm):
+            # Only an interrupted save gets here; the server makes new factory credentials.
+            _LOG.warning("recovery: factory certificate and key do not form a pair; ignoring them")
+            return
+        self._factory = (certificate_pem, key_pem)
+
+
+def _summarize(txn: Transaction) -> str:
+    """What a commit changes, for the log: IDs and fingerprints, never key material."""
+    parts = [
+        f"delete {cert_id}" if entity is None else f"put {cert_id} v{entity.version} {entity.fingerprint}"
+        for cert_id, entity in sorted(txn._staged.items())
+    ]
+    if txn._staged_bundle is not None:
+        count = files.count_certificates(txn._staged_bundle)
+        parts.append(f"CA bundle of {count} certificate(s)" if count else "empty CA bundle")
+    parts.extend(f"consume pending key {cert_id}" for cert_id in sorted(txn._consumed))
+    return ", ".join(parts) or "no change"
+
+
+with contextlib.suppress(Exception):
+    pass

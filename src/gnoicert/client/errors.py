@@ -1,0 +1,159 @@
+"""The client's error tree, and the one place where gRPC failures become it.
+
+    GnoiCertError
+    ├── RpcFailed              the target (or the transport) ended an RPC with a non-OK status
+    │   └── RotateAborted      ... after the new certificate was loaded: the target rolled back
+    ├── ValidationFailed       the rotate validation step failed; the client cancelled (rollback)
+    ├── PreflightFailed        the material failed the client's checks; nothing was loaded
+    ├── ProtocolError          the target answered out of order, or with an unexpected message
+    ├── SignerError            the signer (local CA or external command) did not sign
+    └── InputError             unreadable or unusable input files and options (also ValueError)
+
+Every error carries the target it was about, the way httpx errors carry the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+
+if TYPE_CHECKING:
+    from gnoicert.client.models import CheckResult, PreflightReport
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class GnoiCertError(Exception):
+    """Base of every error the client library raises on purpose."""
+
+    def __init__(self, message: str, *, target: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.target = target
+
+
+class RpcFailed(GnoiCertError):
+    """An RPC ended with a non-OK status.
+
+    `reason` is the google.rpc.ErrorInfo reason when the target sent one (gnoicertd does; other
+    targets may not), else "". `rpc` is the method name ("Rotate", "Time" ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        code: grpc.StatusCode,
+        details: str,
+        reason: str = "",
+        domain: str = "",
+        target: str = "",
+        rpc: str = "",
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.reason = reason
+        self.domain = domain
+        self.rpc = rpc
+        label = f"{code.name} ({reason})" if reason else code.name
+        where = f"{rpc} " if rpc else ""
+        super().__init__(f"{where}failed: {label}: {details}", target=target)
+
+    @property
+    def code_name(self) -> str:
+        return self.code.name
+
+
+class RotateAborted(RpcFailed):
+    """The Rotate stream ended with an error after the load: the target rolled back."""
+
+
+class ValidationFailed(GnoiCertError):
+    """The rotate validation step failed; the client cancelled the stream (target rolls back)."""
+
+    def __init__(
+        self, *, certificate_id: str, checks: tuple[CheckResult, ...], target: str = ""
+    ) -> None:
+        self.certificate_id = certificate_id
+        self.checks = checks
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if c.status == "fail")
+        super().__init__(
+            f"validation of the new certificate for {certificate_id!r} failed ({failed}); "
+            "the rotation was cancelled and the target rolls back",
+            target=target,
+        )
+
+
+class PreflightFailed(GnoiCertError):
+    """The certificate failed the client's own checks; nothing was loaded on the target."""
+
+    def __init__(self, *, report: PreflightReport, target: str = "") -> None:
+        self.report = report
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failures())
+        super().__init__(f"preflight failed: {failed}", target=target)
+
+
+class ProtocolError(GnoiCertError):
+    """The target broke the message order of the service (wrong or missing response)."""
+
+
+class SignerError(GnoiCertError):
+    """The signer could not produce a certificate for the CSR."""
+
+
+class InputError(GnoiCertError, ValueError):
+    """An input file or option the client cannot use (missing, unreadable, wrong format)."""
+
+
+def error_info(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
+    """(reason, domain) of the google.rpc.ErrorInfo detail, or ("", "") when there is none.
+
+    Parsed by hand rather than with grpc_status.rpc_status.from_call, which raises when the
+    status message and the RPC details differ: a detail we cannot read is simply absent.
+    """
+    metadata = exc.trailing_metadata()
+    if not metadata:
+        return "", ""
+    for key, value in metadata:
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return "", ""
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info.reason, info.domain
+    return "", ""
+
+
+def rpc_failed(
+    exc: grpc.aio.AioRpcError, *, target: str, rpc: str, after_load: bool = False
+) -> RpcFailed:
+    """Translate one grpc.aio failure; `after_load` marks a Rotate that the target rolled back."""
+    reason, domain = error_info(exc)
+    cls = RotateAborted if after_load else RpcFailed
+    return cls(
+        code=exc.code(),
+        details=exc.details() or "",
+        reason=reason,
+        domain=domain,
+        target=target,
+        rpc=rpc,
+    )
+
+
+@contextmanager
+def translate_rpc_errors(*, target: str, rpc: str) -> Iterator[None]:
+    """Turn grpc.aio.AioRpcError raised inside the block into RpcFailed (works across awaits)."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        raise rpc_failed(exc, target=target, rpc=rpc) from exc

@@ -1,0 +1,201 @@
+"""The audit log: one JSON object per line for every state change and refusal (semantics §8).
+
+The file is append-only, 0600, flushed per record, and reopened on SIGHUP for log rotation.
+Each record is also logged, in one short human line, on the `gnoicert.audit` logger. No record
+may carry key material: any field that looks like a PEM private key is replaced, defensively.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+logger = logging.getLogger("gnoicert.audit")
+
+REDACTED = "[redacted]"
+
+EVENTS = frozenset(
+    {
+        "install",
+        "rotate",
+        "load",
+        "generate_csr",
+        "revoke",
+        "bundle_load",
+        "commit",
+        "rollback",
+        "mode_switch",
+        "refused",
+        "auth_failed",
+        "factory_reset",
+        "config_reload",
+        "credentials",
+    }
+)
+OUTCOMES = frozenset({"ok", "committed", "rolled_back", "refused", "failed"})
+
+_SENSITIVE_MARKER = "PRIVATE KEY"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    event: str
+    rpc: str
+    outcome: str
+    peer: str = ""
+    identity: str = ""
+    certificate_id: str = ""
+    old_fingerprint: str = ""
+    new_fingerprint: str = ""
+    reason: str = ""
+    detail: str = ""
+    time_ns: int = field(default_factory=time.time_ns)
+
+
+def format_time(time_ns: int) -> str:
+    """RFC 3339 UTC with nanoseconds: 2025-01-31T12:00:00.123456789Z."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+def record_to_dict(rec: AuditRecord) -> dict[str, Any]:
+    """The JSON object written for rec: "time" first, every field, scrubbed."""
+    out: dict[str, Any] = {"time": format_time(rec.time_ns)}
+    for f in dataclasses.fields(rec):
+        out[f.name] = _scrub(getattr(rec, f.name))
+    return out
+
+
+def _scrub(value: object) -> object:
+    if isinstance(value, str) and _SENSITIVE_MARKER in value.upper():
+        return REDACTED
+    return value
+
+
+def _human(entry: dict[str, Any]) -> str:
+    """event rpc outcome key=value ... on one line (values with odd characters are quoted)."""
+    words = [_quote(str(entry[key])) for key in ("event", "rpc", "outcome")]
+    for key in _HUMAN_KEYS:
+        words.extend(_pair(key, entry[key]))
+    return " ".join(words)
+
+
+_HUMAN_KEYS = (
+    "certificate_id",
+    "identity",
+    "peer",
+    "old_fingerprint",
+    "new_fingerprint",
+    "reason",
+    "detail",
+)
+
+
+def _pair(key: str, value: object) -> list[str]:
+    if value in ("", None):
+        return []
+    return [f"{key}={_quote(str(value))}"]
+
+
+def _quote(text: str) -> str:
+    if text and text.isprintable() and not any(c in text for c in ' "='):
+        return text
+    return json.dumps(text)
+
+
+class AuditLog:
+    """Appends AuditRecords to path (None: the logger only). Thread-safe.
+
+    A failed write is logged at ERROR and does not raise: the state change it describes has
+    already happened, and an RPC must not report failure for it.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        if path is not None:
+            self._fd = self._open(path)  # fail at start-up, not at the first record
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def record(self, rec: AuditRecord) -> None:
+        entry = record_to_dict(rec)
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
+        logger.info("%s", _human(entry))
+        if self._path is None:
+            return
+        with self._lock:
+            try:
+                if self._fd is None:
+                    self._fd = self._open(self._path)
+                _write_all(self._fd, line)
+            except OSError as exc:
+                logger.error("cannot write audit log %s: %s", self._path, exc)
+                self._close_locked()  # try a fresh open next time
+
+    def reopen(self) -> None:
+        """Close and reopen the file (after logrotate moved it away)."""
+        if self._path is None:
+            return
+        with self._lock:
+            self._close_locked()
+            self._fd = self._open(self._path)
+
+    def close(self) -> None:
+        """Release the file; a later record opens it again."""
+        with self._lock:
+            self._close_locked()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _close_locked(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    @staticmethod
+    def _open(path: Path) -> int:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        return os.open(path, flags, 0o600)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # O_APPEND makes each write land at the end; loop for the rare short write.
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every record in an audit log file, oldest first (for tests and the CLI)."""
+    records: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                records.append(json.loads(line))
+    return records

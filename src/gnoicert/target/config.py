@@ -1,0 +1,588 @@
+"""The daemon's configuration file (TOML), validated up front into frozen dataclasses.
+
+Everything is checked when the file is read, so a bad key stops the daemon at start (or leaves
+the running configuration in place on SIGHUP) with a message naming the file and the key.
+The layout mirrors the Junos `system services extension-service request-response grpc` stanza;
+see DESIGN.md, "Configuration".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import enum
+import ipaddress
+import math
+import os
+import re
+import stat
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+import tomlkit.exceptions
+from cryptography import x509
+
+from gnoicert.pki import crypto
+from gnoicert.pki.errors import InvalidCertificateId
+
+DEFAULT_LISTEN = "127.0.0.1:9339"
+DEFAULT_MAX_MESSAGE_MIB = 64
+DEFAULT_FINALIZE_TIMEOUT_S = 300.0
+DEFAULT_PENDING_KEY_LIFETIME_S = 3600.0
+DEFAULT_KEY_SIZES: tuple[int, ...] = (1024, 2048, 3072, 4096)
+DEFAULT_SHUTDOWN_GRACE_S = 5.0
+DEFAULT_AUTH_FAILURE_LIMIT = 5
+DEFAULT_AUTH_FAILURE_WINDOW_S = 60.0
+
+MAX_MESSAGE_MIB_LIMIT = 256
+# The store's CA bundle, as the value of grpc.mutual_authentication.certificate_authority.
+CA_BUNDLE_AUTHORITY = "gnoi-ca-bundle"
+
+_USER_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+_STRING_SOURCE = "<string>"
+
+
+class ConfigError(ValueError):
+    """The configuration file cannot be used; the message names the file and the key path."""
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    READ_ONLY = "read-only"
+
+
+class ClientCertificateRequest(enum.StrEnum):
+    """The client-certificate-request levels grpcio can honour (see _REFUSED_LEVELS)."""
+
+    REQUIRE_AND_VERIFY = "require-certificate-and-verify"
+    NO_CERTIFICATE = "no-certificate"
+
+
+# Junos levels that grpcio cannot implement: its server either requires and verifies a client
+# certificate or never asks for one (require_client_authentication is a single boolean).
+_REFUSED_LEVELS = frozenset(
+    {"request-certificate", "request-certificate-and-verify", "require-certificate"}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    name: str
+    password_hash: str = field(repr=False)
+    role: Role = Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MutualAuthentication:
+    """An explicit mutual-TLS stanza; it takes precedence over the implicit CA-bundle rule.
+
+    certificate_authority is CA_BUNDLE_AUTHORITY or the absolute path of a PEM file of CAs.
+    """
+
+    certificate_authority: str
+    client_certificate_request: ClientCertificateRequest
+
+    @property
+    def uses_ca_bundle(self) -> bool:
+        return self.certificate_authority == CA_BUNDLE_AUTHORITY
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GrpcConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 9339
+    local_certificate: str | None = None
+    hot_reloading: bool = True
+    max_message_mib: int = DEFAULT_MAX_MESSAGE_MIB
+    finalize_timeout_s: float = DEFAULT_FINALIZE_TIMEOUT_S
+    pending_key_lifetime_s: float = DEFAULT_PENDING_KEY_LIFETIME_S
+    key_sizes: tuple[int, ...] = DEFAULT_KEY_SIZES
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    mutual_authentication: MutualAuthentication | None = None
+
+    @property
+    def listen(self) -> str:
+        """host:port as grpc's add_secure_port wants it (IPv6 literals in brackets)."""
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mib * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    source: Path | None
+    state_dir: Path
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    users: tuple[User, ...] = ()
+    audit_log: Path | None = None
+    key_secret_file: Path | None = None
+    auth_failure_limit: int = DEFAULT_AUTH_FAILURE_LIMIT
+    auth_failure_window_s: float = DEFAULT_AUTH_FAILURE_WINDOW_S
+
+    def user(self, name: str) -> User | None:
+        return next((u for u in self.users if u.name == name), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the configuration file at path. Raises ConfigError."""
+    path = Path(path).absolute()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_config(text, source=path)
+
+
+def parse_config(text: str, *, source: Path | None = None) -> Config:
+    """Validate TOML text. Relative paths resolve against source's directory (else the cwd)."""
+    label = str(source) if source is not None else _STRING_SOURCE
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The 3.11 message already ends with "(at line L, column C)".
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    base = source.absolute().parent if source is not None else Path.cwd()
+    return _Parser(label, base).config(doc, source.absolute() if source is not None else None)
+
+
+class _Parser:
+    """Typed getters that raise ConfigError with the file label and key path."""
+
+    def __init__(self, label: str, base: Path) -> None:
+        self._label = label
+        self._base = base
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self._label}: {key}: {problem}")
+
+    def check_keys(self, table: Mapping[str, Any], prefix: str, known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise self.error(
+                    f"{prefix}{key}",
+                    f"unknown key{did_you_mean} (known keys here: {', '.join(known)})",
+                )
+
+    def table(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        value = parent.get(key, {})
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a table ([{path}]), got {value!r}")
+        return value
+
+    def string(self, table: Mapping[str, Any], key: str, path: str) -> str | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.error(path, f"must be a string, got {value!r}")
+        return value
+
+    def boolean(self, table: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(path, f"must be true or false, got {value!r}")
+        return value
+
+    def integer(
+        self, table: Mapping[str, Any], key: str, path: str, default: int, lo: int, hi: int | None
+    ) -> int:
+        value = table.get(key, default)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok or value < lo or (hi is not None and value > hi):
+            wanted = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+            raise self.error(path, f"must be an integer {wanted}, got {value!r}")
+        return int(value)
+
+    def seconds(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        path: str,
+        default: float,
+        *,
+        allow_zero: bool = False,
+    ) -> float:
+        value = table.get(key, default)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and math.isfinite(value) and (value > 0 or (allow_zero and value == 0)):
+            return float(value)
+        wanted = ">= 0" if allow_zero else "> 0"
+        raise self.error(path, f"must be a number of seconds {wanted}, got {value!r}")
+
+    def path(self, table: Mapping[str, Any], key: str, path: str) -> Path | None:
+        value = self.string(table, key, path)
+        if value is None:
+            return None
+        return self.resolve(value, path)
+
+    def resolve(self, value: str, path: str) -> Path:
+        if not value or "\x00" in value:
+            raise self.error(path, f"must be a non-empty path, got {value!r}")
+        return self._base / value  # an absolute value replaces the base
+
+    # ---------------------------------------------------------------------------------------
+
+    def config(self, doc: Mapping[str, Any], source: Path | None) -> Config:
+        self.check_keys(doc, "", _TOP_KEYS)
+        state_dir = self.path(doc, "state_dir", "state_dir")
+        if state_dir is None:
+            raise self.error("state_dir", "required (the directory of the PKI store)")
+        return Config(
+            source=source,
+            state_dir=state_dir,
+            grpc=self.grpc(self.table(doc, "grpc", "grpc")),
+            users=self.users(doc.get("users", [])),
+            audit_log=self.path(doc, "audit_log", "audit_log"),
+            key_secret_file=self.path(doc, "key_secret_file", "key_secret_file"),
+            auth_failure_limit=self.integer(
+                doc, "auth_failure_limit", "auth_failure_limit", DEFAULT_AUTH_FAILURE_LIMIT, 1, None
+            ),
+            auth_failure_window_s=self.seconds(
+                doc, "auth_failure_window_s", "auth_failure_window_s", DEFAULT_AUTH_FAILURE_WINDOW_S
+            ),
+        )
+
+    def grpc(self, t: Mapping[str, Any]) -> GrpcConfig:
+        self.check_keys(t, "grpc.", _GRPC_KEYS)
+        host, port = self.listen(self.string(t, "listen", "grpc.listen") or DEFAULT_LISTEN)
+        mutual = t.get("mutual_authentication")
+        return GrpcConfig(
+            listen_host=host,
+            listen_port=port,
+            local_certificate=self.local_certificate(t),
+            hot_reloading=self.boolean(t, "hot_reloading", "grpc.hot_reloading", True),
+            max_message_mib=self.integer(
+                t,
+                "max_message_mib",
+                "grpc.max_message_mib",
+                DEFAULT_MAX_MESSAGE_MIB,
+                1,
+                MAX_MESSAGE_MIB_LIMIT,
+            ),
+            finalize_timeout_s=self.seconds(
+                t, "finalize_timeout_s", "grpc.finalize_timeout_s", DEFAULT_FINALIZE_TIMEOUT_S
+            ),
+            pending_key_lifetime_s=self.seconds(
+                t,
+                "pending_key_lifetime_s",
+                "grpc.pending_key_lifetime_s",
+                DEFAULT_PENDING_KEY_LIFETIME_S,
+            ),
+            key_sizes=self.key_sizes(t),
+            # 0 is meaningful here: stop at once, cancelling in-flight RPCs.
+            shutdown_grace_s=self.seconds(
+                t,
+                "shutdown_grace_s",
+                "grpc.shutdown_grace_s",
+                DEFAULT_SHUTDOWN_GRACE_S,
+                allow_zero=True,
+            ),
+            mutual_authentication=None if mutual is None else self.mutual(mutual),
+        )
+
+    def listen(self, value: str) -> tuple[str, int]:
+        key = "grpc.listen"
+        if value.startswith("["):
+            host, sep, port = value[1:].partition("]:")
+            if not sep:
+                raise self.error(key, f"must be '[ipv6]:port', got {value!r}")
+        else:
+            host, sep, port = value.rpartition(":")
+            if not sep:
+                raise self.error(key, f"must be 'host:port', got {value!r}")
+            if ":" in host:
+                raise self.error(key, f"put an IPv6 address in brackets ('[{host}]:port')")
+        if not _PORT_RE.fullmatch(port) or int(port) > 65535:
+            raise self.error(key, f"port must be an integer from 0 to 65535, got {port!r}")
+        if host != "localhost":
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                raise self.error(
+                    key, f"host must be an IP address or 'localhost', got {host!r}"
+                ) from None
+            if value.startswith("[") and address.version != 6:
+                raise self.error(key, f"only IPv6 addresses go in brackets, got {value!r}")
+        return host, int(port)
+
+    def local_certificate(self, t: Mapping[str, Any]) -> str | None:
+        value = self.string(t, "local_certificate", "grpc.local_certificate")
+        if value is None:
+            return None
+        try:
+            return crypto.validate_certificate_id(value)
+        except InvalidCertificateId as exc:
+            raise self.error(
+                "grpc.local_certificate", f"not a valid certificate ID: {exc}"
+            ) from None
+
+    def key_sizes(self, t: Mapping[str, Any]) -> tuple[int, ...]:
+        value = t.get("key_sizes", list(DEFAULT_KEY_SIZES))
+        allowed = ", ".join(map(str, DEFAULT_KEY_SIZES))
+        problem = f"must be a non-empty list of RSA key sizes drawn from {allowed}, got {value!r}"
+        if not isinstance(value, list) or not value:
+            raise self.error("grpc.key_sizes", problem)
+        for size in value:
+            if isinstance(size, bool) or size not in DEFAULT_KEY_SIZES:
+                raise self.error("grpc.key_sizes", problem)
+        return tuple(sorted(set(value)))
+
+    def mutual(self, t: object) -> MutualAuthentication:
+        prefix = "grpc.mutual_authentication"
+        if not isinstance(t, dict):
+            raise self.error(prefix, f"must be a table ([{prefix}]), got {t!r}")
+        self.check_keys(t, prefix + ".", _MUTUAL_KEYS)
+        ca_key = f"{prefix}.certificate_authority"
+        ca = self.string(t, "certificate_authority", ca_key)
+        if ca is None:
+            raise self.error(
+                ca_key,
+                f"required: {CA_BUNDLE_AUTHORITY!r} (the store's CA bundle) "
+                "or the path of a PEM file of CA certificates",
+            )
+        if ca != CA_BUNDLE_AUTHORITY:
+            ca = str(self.ca_file(ca, ca_key))
+        level_key = f"{prefix}.client_certificate_request"
+        level = self.string(t, "client_certificate_request", level_key)
+        return MutualAuthentication(
+            certificate_authority=ca,
+            client_certificate_request=self.level(level, level_key),
+        )
+
+    def ca_file(self, value: str, key: str) -> Path:
+        path = self.resolve(value, key)
+        expected = (
+            f"must be {CA_BUNDLE_AUTHORITY!r} (the store's CA bundle) "
+            "or the path of a PEM file of CA certificates"
+        )
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise self.error(key, f"{expected}; {str(path)!r} does not exist") from None
+        except OSError as exc:
+            raise self.error(key, f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        try:
+            certificates = x509.load_pem_x509_certificates(data)
+        except ValueError:
+            certificates = []
+        if not certificates:
+            raise self.error(key, f"{str(path)!r} holds no PEM certificate; {expected}")
+        return path
+
+    def level(self, value: str | None, key: str) -> ClientCertificateRequest:
+        if value is None:
+            return ClientCertificateRequest.REQUIRE_AND_VERIFY
+        supported = " or ".join(repr(v.value) for v in ClientCertificateRequest)
+        if value in _REFUSED_LEVELS:
+            raise self.error(
+                key,
+                f"{value!r} is not supported: grpcio's server either requires and verifies a "
+                f"client certificate or never asks for one; use {supported}",
+            )
+        try:
+            return ClientCertificateRequest(value)
+        except ValueError:
+            raise self.error(key, f"must be {supported}, got {value!r}") from None
+
+    def users(self, value: object) -> tuple[User, ...]:
+        if not isinstance(value, list):
+            raise self.error("users", f"must be an array of tables ([[users]]), got {value!r}")
+        users: list[User] = []
+        seen: set[str] = set()
+        for index, entry in enumerate(value):
+            user = self.user(entry, f"users[{index}]")
+            if user.name in seen:
+                raise self.error(f"users[{index}].name", f"duplicate user name {user.name!r}")
+            seen.add(user.name)
+            users.append(user)
+        return tuple(users)
+
+    def user(self, entry: object, prefix: str) -> User:
+        # Imported here: auth imports this module for User and Role.
+        from gnoicert.target.auth import is_password_hash
+
+        if not isinstance(entry, dict):
+            raise self.error(prefix, f"must be a table with name and password_hash, got {entry!r}")
+        self.check_keys(entry, prefix + ".", _USER_KEYS)
+        name = self.string(entry, "name", f"{prefix}.name")
+        if name is None or not _USER_NAME_RE.fullmatch(name):
+            raise self.error(
+                f"{prefix}.name", f"must be 1-32 characters of A-Z a-z 0-9 . _ -, got {name!r}"
+            )
+        password_hash = self.string(entry, "password_hash", f"{prefix}.password_hash")
+        if password_hash is None or not is_password_hash(password_hash):
+            # Never echo the value: it is a password hash.
+            shown = "nothing" if password_hash is None else "a malformed value"
+            raise self.error(
+                f"{prefix}.password_hash",
+                f"must be a hash 'scrypt$N$r$p$salt$hash' (set it with: gnoicertd passwd "
+                f"{name} --config FILE), got {shown}",
+            )
+        role = self.string(entry, "role", f"{prefix}.role") or Role.ADMIN.value
+        try:
+            parsed_role = Role(role)
+        except ValueError:
+            raise self.error(
+                f"{prefix}.role", f"must be 'admin' or 'read-only', got {role!r}"
+            ) from None
+        return User(name=name, password_hash=password_hash, role=parsed_role)
+
+
+_TOP_KEYS = (
+    "state_dir",
+    "audit_log",
+    "key_secret_file",
+    "auth_failure_limit",
+    "auth_failure_window_s",
+    "grpc",
+    "users",
+)
+_GRPC_KEYS = (
+    "listen",
+    "local_certificate",
+    "hot_reloading",
+    "max_message_mib",
+    "finalize_timeout_s",
+    "pending_key_lifetime_s",
+    "key_sizes",
+    "shutdown_grace_s",
+    "mutual_authentication",
+)
+_MUTUAL_KEYS = ("certificate_authority", "client_certificate_request")
+_USER_KEYS = ("name", "password_hash", "role")
+
+
+# --------------------------------------------------------------------------------------------
+# Editing
+
+
+def set_user_password(path: Path, name: str, password_hash: str, role: Role | None = None) -> None:
+    """Add or update the [[users]] entry for name, keeping the rest of the file as written.
+
+    role None keeps an existing user's role (admin for a new user). The result is validated
+    with parse_config before it atomically replaces the file (same mode). Raises ConfigError.
+    """
+    from gnoicert.target.auth import is_password_hash
+
+    path = Path(path).absolute()
+    label = str(path)
+    if not _USER_NAME_RE.fullmatch(name):
+        raise ConfigError(f"{label}: users: user name must be 1-32 characters of A-Z a-z 0-9 . _ -")
+    if not is_password_hash(password_hash):
+        raise ConfigError(f"{label}: users: password_hash is not a 'scrypt$...' hash")
+    # Edit the file a symlink points to, not the link.
+    target = Path(os.path.realpath(path))
+    try:
+        text = target.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read: {exc}") from None
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    _upsert_user(doc, name, password_hash, role, lambda problem: ConfigError(f"{label}: {problem}"))
+    new_text = tomlkit.dumps(doc)
+    parse_config(new_text, source=path)  # never write a file the daemon would refuse
+    try:
+        _atomic_write(target, new_text.encode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot write: {exc}") from None
+
+
+def _upsert_user(
+    doc: tomlkit.TOMLDocument,
+    name: str,
+    password_hash: str,
+    role: Role | None,
+    error: Callable[[str], ConfigError],
+) -> None:
+    users = doc.get("users")
+    if users is None:
+        aot = tomlkit.aot()
+        aot.append(_user_table(tomlkit.table(), name, password_hash, role or Role.ADMIN))
+        doc.append("users", aot)
+        return
+    if not isinstance(users, list):
+        raise error("users: must be an array of tables ([[users]])")
+    for entry in users:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            entry["password_hash"] = password_hash
+            if role is not None:
+                entry["role"] = role.value
+            return
+    # An inline array (users = [{...}]) takes an inline table; [[users]] takes a table.
+    if isinstance(users, tomlkit.items.Array):
+        users.append(_user_table(tomlkit.inline_table(), name, password_hash, role or Role.ADMIN))
+        return
+    table = _user_table(tomlkit.table(), name, password_hash, role or Role.ADMIN)
+    if _followed_by_content(doc, users):
+        table.add(tomlkit.nl())  # keep a blank line before the next table
+    users.append(table)
+
+
+def _followed_by_content(doc: tomlkit.TOMLDocument, item: object) -> bool:
+    after = False
+    for key, value in doc.body:
+        if value is item:
+            after = True
+        elif after and key is not None:
+            return True
+    return False
+
+
+def _user_table(table: Any, name: str, password_hash: str, role: Role) -> Any:
+    table["name"] = name
+    table["password_hash"] = password_hash
+    table["role"] = role.value
+    return table
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename over target, fsync the directory."""
+    st = target.stat()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode))
+            if hasattr(os, "fchown"):
+                # Only root can give the file away; otherwise it already has our owner.
+                with contextlib.suppress(PermissionError):
+                    os.fchown(f.fileno(), st.st_uid, st.st_gid)
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

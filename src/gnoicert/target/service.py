@@ -1,0 +1,535 @@
+"""The CertificateManagement and System/Time servicers: messages in, pki calls, messages out.
+
+Every handler runs inside `_guarded`, which admits the caller (authentication and
+authorization), audits refusals and turns every error into its status in one place
+(`errors.abort_with`). Stream state lives in `transaction.StreamTransaction`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from cryptography import x509
+
+from gnoicert.pki import crypto
+from gnoicert.pki import errors as pki
+from gnoicert.pki.store import StoreView, Transaction
+from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
+from gnoicert.target import errors, policy
+from gnoicert.target.audit import AuditRecord
+from gnoicert.target.auth import Authenticator
+from gnoicert.target.transaction import (
+    Caller,
+    Kind,
+    Runtime,
+    StreamTransaction,
+    check_csr_params,
+    check_exists,
+    check_lockout,
+    csr_response,
+    generate_key_and_csr,
+    parse_bundle,
+    prepare_load,
+    stage_load,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE = "/gnoi.certificate.CertificateManagement/"
+ROTATE = SERVICE + "Rotate"
+INSTALL = SERVICE + "Install"
+GENERATE_CSR = SERVICE + "GenerateCSR"
+LOAD_CERTIFICATE = SERVICE + "LoadCertificate"
+LOAD_CA_BUNDLE = SERVICE + "LoadCertificateAuthorityBundle"
+GET_CERTIFICATES = SERVICE + "GetCertificates"
+REVOKE_CERTIFICATES = SERVICE + "RevokeCertificates"
+CAN_GENERATE_CSR = SERVICE + "CanGenerateCSR"
+TIME = "/gnoi.system.System/Time"
+
+_R = TypeVar("_R")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class Gate:
+    """Admits a caller: TLS facts from the connection, credentials from metadata."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        authenticator: Authenticator,
+        listener_mode: Callable[[], policy.TlsMode],
+    ) -> None:
+        self._runtime = runtime
+        self.authenticator = authenticator
+        self._listener_mode = listener_mode
+
+    async def admit(self, context: Context, rpc: str) -> Caller:
+        peer = context.peer() or ""
+        certificate = _client_certificate(context)
+        subject = certificate.subject.rfc4514_string() if certificate is not None else None
+        metadata = {
+            key: value
+            for key, value in (context.invocation_metadata() or ())
+            if isinstance(value, str)
+        }
+        mode = self._listener_mode()
+        try:
+            identity = await asyncio.to_thread(
+                self.authenticator.authenticate,
+                rpc=rpc,
+                metadata=metadata,
+                peer=peer,
+                client_subject=subject,
+                mutual_tls=mode is policy.TlsMode.MUTUAL,
+                insecure=mode is policy.TlsMode.INSECURE,
+            )
+        except (errors.Unauthenticated, errors.NotAuthorized) as exc:
+            self._runtime.audit.record(
+                AuditRecord(
+                    event="auth_failed",
+                    rpc=rpc,
+                    outcome="refused",
+                    peer=peer,
+                    identity=metadata.get("username", "") or (subject or ""),
+                    reason=errors.reason_for(exc),
+                    detail=str(exc),
+                )
+            )
+            raise
+        return Caller(rpc=rpc, peer=peer, identity=identity.describe(), certificate=certificate)
+
+
+def _client_certificate(context: Context) -> x509.Certificate | None:
+    pems = list((context.auth_context() or {}).get("x509_pem_cert") or ())
+    if not pems:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(pems[0])
+    except ValueError:
+        return None
+
+
+class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
+    """gnoi.certificate.CertificateManagement over the PKI store (semantics sections 2 to 4)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        gate: Gate,
+        *,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._runtime = runtime
+        self._gate = gate
+        self._on_change = on_change
+
+    # -- streams ------------------------------------------------------------------------------
+
+    async def Rotate(
+        self,
+        request_iterator: AsyncIterator[cert_pb2.RotateCertificateRequest],
+        context: Context,
+    ) -> AsyncIterator[cert_pb2.RotateCertificateResponse]:
+        caller = await self._admit_or_abort(context, ROTATE)
+        stream = StreamTransaction(Kind.ROTATE, self._runtime, caller)
+        try:
+            while True:
+                request = await stream.next_request(request_iterator)
+                if request is None:
+                    raise errors.NotFinalized(
+                        "the Rotate stream ended before finalize_rotation; "
+                        "the previous certificate stays in place"
+                    )
+                which = request.WhichOneof("rotate_request")
+                if which == "generate_csr":
+                    csr = await stream.generate_csr(request.generate_csr)
+                    yield cert_pb2.RotateCertificateResponse(generated_csr=csr)
+                elif which == "load_certificate":
+                    await stream.load(request.load_certificate)
+                    yield cert_pb2.RotateCertificateResponse(
+                        load_certificate=cert_pb2.LoadCertificateResponse()
+                    )
+                elif which == "finalize_rotation":
+                    await stream.finalize()
+                    self._after_change(context)
+                    return
+                else:
+                    raise errors.MalformedRequest(
+                        "empty RotateCertificateRequest: set generate_csr, load_certificate "
+                        "or finalize_rotation"
+                    )
+        except Exception as exc:
+            stream.end(exc)
+            await self._abort(context, caller, exc)
+        finally:
+            stream.end(None)
+
+    async def Install(
+        self,
+        request_iterator: AsyncIterator[cert_pb2.InstallCertificateRequest],
+        context: Context,
+    ) -> AsyncIterator[cert_pb2.InstallCertificateResponse]:
+        caller = await self._admit_or_abort(context, INSTALL)
+        stream = StreamTransaction(Kind.INSTALL, self._runtime, caller)
+        try:
+            while True:
+                request = await stream.next_request(request_iterator)
+                if request is None:
+                    raise errors.NotFinalized(
+                        "the Install stream ended before load_certificate; nothing was installed"
+                    )
+                which = request.WhichOneof("install_request")
+                if which == "generate_csr":
+                    csr = await stream.generate_csr(request.generate_csr)
+                    yield cert_pb2.InstallCertificateResponse(generated_csr=csr)
+                elif which == "load_certificate":
+                    await stream.load(request.load_certificate)
+                    self._after_change(context)
+                    yield cert_pb2.InstallCertificateResponse(
+                        load_certificate=cert_pb2.LoadCertificateResponse()
+                    )
+                    return
+                else:
+                    raise errors.MalformedRequest(
+                        "empty InstallCertificateRequest: set generate_csr or load_certificate"
+                    )
+        except Exception as exc:
+            stream.end(exc)
+            await self._abort(context, caller, exc)
+        finally:
+            stream.end(None)
+
+    # -- unary ----------------------------------------------------------------------------------
+
+    async def GenerateCSR(
+        self, request: cert_pb2.GenerateCSRRequest, context: Context
+    ) -> cert_pb2.GenerateCSRResponse:
+        async def run(caller: Caller) -> cert_pb2.GenerateCSRResponse:
+            cert_id = _required_id(request.certificate_id, "GenerateCSRRequest")
+            check_csr_params(request.csr_params, self._runtime.grpc.key_sizes)
+            store = self._runtime.store
+            if store.is_locked(cert_id):
+                raise pki.ResourceBusy(_busy(cert_id))
+            key, csr_pem = await generate_key_and_csr(
+                request.csr_params, self._runtime.grpc.key_sizes
+            )
+            expires = time.time_ns() + int(self._runtime.grpc.pending_key_lifetime_s * 1e9)
+            await asyncio.to_thread(
+                store.put_pending_key, cert_id, crypto.private_key_to_pem(key), expires_ns=expires
+            )
+            self._audit(caller, "generate_csr", "ok", cert_id=cert_id, detail="pending key kept")
+            return csr_response(csr_pem)
+
+        return await self._guarded(context, GENERATE_CSR, run)
+
+    async def LoadCertificate(
+        self, request: cert_pb2.LoadCertificateRequest, context: Context
+    ) -> cert_pb2.LoadCertificateResponse:
+        async def run(caller: Caller) -> cert_pb2.LoadCertificateResponse:
+            cert_id = _required_id(request.certificate_id, "LoadCertificateRequest")
+            store = self._runtime.store
+            tx = store.begin()
+            commit: asyncio.Future[StoreView] | None = None
+            try:
+                tx.lock(cert_id)
+                csr_key = None
+                if not request.key_pair.private_key:
+                    pending = await asyncio.to_thread(store.pending_key, cert_id)
+                    if pending is None:
+                        raise errors.MalformedRequest(
+                            f"no pending key for certificate ID '{cert_id}' (none generated, or "
+                            "it expired): call GenerateCSR first, or send key_pair"
+                        )
+                    csr_key = crypto.load_private_key(pending)
+                    tx.consume_pending_key(cert_id)
+                view = store.view()
+                old = view.entities.get(cert_id)
+                prepared = await asyncio.to_thread(
+                    prepare_load,
+                    request,
+                    cert_id=cert_id,
+                    csr_key=csr_key,
+                    view=view,
+                    runtime=self._runtime,
+                    caller=caller,
+                )
+                stage_load(tx, prepared)
+                commit = _commit_in_thread(tx)
+                await asyncio.shield(commit)
+            finally:
+                if commit is None:
+                    tx.rollback()
+            self._audit(
+                caller,
+                "load",
+                "committed",
+                cert_id=cert_id,
+                old=old.fingerprint if old else "",
+                new=prepared.fingerprint,
+                detail="replaced" if old else "installed",
+            )
+            self._after_change(context)
+            return cert_pb2.LoadCertificateResponse()
+
+        return await self._guarded(context, LOAD_CERTIFICATE, run)
+
+    async def LoadCertificateAuthorityBundle(
+        self, request: cert_pb2.LoadCertificateAuthorityBundleRequest, context: Context
+    ) -> cert_pb2.LoadCertificateAuthorityBundleResponse:
+        async def run(caller: Caller) -> cert_pb2.LoadCertificateAuthorityBundleResponse:
+            if not request.ca_certificates:
+                raise pki.EmptyBundle(
+                    "the CA bundle is empty; send at least one CA certificate "
+                    f"(to remove the bundle, revoke '{crypto.CA_BUNDLE_ID}')"
+                )
+            bundle = await asyncio.to_thread(parse_bundle, request.ca_certificates)
+            store = self._runtime.store
+            tx = store.begin()
+            commit: asyncio.Future[StoreView] | None = None
+            try:
+                tx.lock_bundle()
+                view = store.view()
+                await asyncio.to_thread(
+                    check_lockout, bundle, runtime=self._runtime, view=view, caller=caller
+                )
+                tx.replace_bundle(crypto.certificates_to_pem(bundle))
+                commit = _commit_in_thread(tx)
+                await asyncio.shield(commit)
+            finally:
+                if commit is None:
+                    tx.rollback()
+            self._audit(
+                caller,
+                "bundle_load",
+                "committed",
+                cert_id=crypto.CA_BUNDLE_ID,
+                detail=f"{len(bundle)} CA certificates",
+            )
+            self._after_change(context)
+            return cert_pb2.LoadCertificateAuthorityBundleResponse()
+
+        return await self._guarded(context, LOAD_CA_BUNDLE, run)
+
+    async def GetCertificates(
+        self, request: cert_pb2.GetCertificatesRequest, context: Context
+    ) -> cert_pb2.GetCertificatesResponse:
+        async def run(caller: Caller) -> cert_pb2.GetCertificatesResponse:
+            view = self._runtime.store.committed_view()
+            server_id = self._runtime.grpc.local_certificate
+            infos = []
+            for cert_id in sorted(view.entities):
+                entity = view.entities[cert_id]
+                endpoints = []
+                if cert_id == server_id:
+                    endpoints.append(
+                        cert_pb2.Endpoint(
+                            type=cert_pb2.Endpoint.EP_DAEMON, endpoint=policy.SERVER_ENDPOINT
+                        )
+                    )
+                infos.append(
+                    cert_pb2.CertificateInfo(
+                        certificate_id=cert_id,
+                        certificate=cert_pb2.Certificate(
+                            type=cert_pb2.CT_X509, certificate=entity.full_chain_pem
+                        ),
+                        endpoints=endpoints,
+                        modification_time=entity.modified_ns,
+                    )
+                )
+            return cert_pb2.GetCertificatesResponse(certificate_info=infos)
+
+        return await self._guarded(context, GET_CERTIFICATES, run)
+
+    async def RevokeCertificates(
+        self, request: cert_pb2.RevokeCertificatesRequest, context: Context
+    ) -> cert_pb2.RevokeCertificatesResponse:
+        async def run(caller: Caller) -> cert_pb2.RevokeCertificatesResponse:
+            return await self._revoke(caller, list(request.certificate_id), context)
+
+        return await self._guarded(context, REVOKE_CERTIFICATES, run)
+
+    async def CanGenerateCSR(
+        self, request: cert_pb2.CanGenerateCSRRequest, context: Context
+    ) -> cert_pb2.CanGenerateCSRResponse:
+        async def run(caller: Caller) -> cert_pb2.CanGenerateCSRResponse:
+            params = cert_pb2.CSRParams(
+                type=request.certificate_type,
+                key_type=request.key_type,
+                min_key_size=request.key_size,
+            )
+            sizes = self._runtime.grpc.key_sizes
+            try:
+                size = check_csr_params(params, sizes)
+            except pki.UnsupportedKey:
+                return cert_pb2.CanGenerateCSRResponse(can_generate=False)
+            # "Exactly when GenerateCSR would accept": a size that is not itself supported
+            # would be rounded up there, so it is not something the target generates.
+            exact = request.key_size == 0 or size == request.key_size
+            return cert_pb2.CanGenerateCSRResponse(can_generate=exact)
+
+        return await self._guarded(context, CAN_GENERATE_CSR, run)
+
+    # -- revoke -------------------------------------------------------------------------------
+
+    async def _revoke(
+        self, caller: Caller, cert_ids: list[str], context: Context
+    ) -> cert_pb2.RevokeCertificatesResponse:
+        store = self._runtime.store
+        response = cert_pb2.RevokeCertificatesResponse()
+        tx = store.begin()
+        commit: asyncio.Future[StoreView] | None = None
+        outcomes: list[tuple[str, str]] = []  # (cert_id, old fingerprint) staged for removal
+        try:
+            view = store.view()
+            for cert_id in dict.fromkeys(cert_ids):  # each ID once, in request order
+                try:
+                    if cert_id == crypto.CA_BUNDLE_ID:
+                        tx.lock_bundle()
+                        self._check_bundle_revocable(view)
+                        tx.replace_bundle(b"")
+                        outcomes.append((cert_id, ""))
+                        continue
+                    tx.lock(cert_id)
+                    entity = view.entities.get(cert_id)
+                    if entity is not None:
+                        tx.delete(cert_id)
+                    outcomes.append((cert_id, entity.fingerprint if entity else ""))
+                except (pki.PkiError, errors.TargetError) as exc:
+                    response.certificate_revocation_error.append(
+                        cert_pb2.CertificateRevocationError(
+                            certificate_id=cert_id, error_message=str(exc)
+                        )
+                    )
+                    self._audit(
+                        caller,
+                        "revoke",
+                        "refused",
+                        cert_id=cert_id,
+                        reason=errors.reason_for(exc),
+                        detail=str(exc),
+                    )
+            if tx.has_changes:
+                commit = _commit_in_thread(tx)
+                await asyncio.shield(commit)
+        finally:
+            if commit is None:
+                tx.rollback()
+        for cert_id, old in outcomes:
+            response.revoked_certificate_id.append(cert_id)
+            self._audit(
+                caller,
+                "revoke",
+                "committed",
+                cert_id=cert_id,
+                old=old,
+                detail="removed" if old or cert_id == crypto.CA_BUNDLE_ID else "not present",
+            )
+        if commit is not None:
+            self._after_change(context)
+        return response
+
+    def _check_bundle_revocable(self, view: StoreView) -> None:
+        """Emptying the bundle drops mutual TLS; without users nobody could log in again."""
+        trust = self._runtime.client_trust(view.ca_bundle_pem)
+        if trust.uses_store_bundle and not self._gate.authenticator.users:
+            raise errors.Lockout(
+                f"revoking '{crypto.CA_BUNDLE_ID}' switches the server to server-only TLS, "
+                "which authenticates by username and password, and no users are configured; "
+                "add one with 'gnoicertd passwd' first"
+            )
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _admit_or_abort(self, context: Context, rpc: str) -> Caller:
+        try:
+            return await self._gate.admit(context, rpc)
+        except Exception as exc:
+            await errors.abort_with(context, exc)
+
+    async def _guarded(
+        self, context: Context, rpc: str, run: Callable[[Caller], Awaitable[_R]]
+    ) -> _R:
+        caller = await self._admit_or_abort(context, rpc)
+        try:
+            return await run(caller)
+        except Exception as exc:
+            await self._abort(context, caller, exc)
+
+    async def _abort(self, context: Context, caller: Caller, exc: BaseException) -> NoReturn:
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        code, reason = errors.status_for(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            log.error("%s failed", caller.rpc, exc_info=exc)
+        self._audit(caller, "refused", "refused", reason=reason, detail=errors.message_for(exc))
+        await errors.abort_with(context, exc)
+
+    def _after_change(self, context: Context) -> None:
+        """Listener changes (mode switch) wait until the RPC that caused them has ended."""
+        context.add_done_callback(lambda _context: self._on_change())  # type: ignore[arg-type]
+
+    def _audit(
+        self,
+        caller: Caller,
+        event: str,
+        outcome: str,
+        *,
+        cert_id: str = "",
+        old: str = "",
+        new: str = "",
+        reason: str = "",
+        detail: str = "",
+    ) -> None:
+        self._runtime.audit.record(
+            AuditRecord(
+                event=event,
+                rpc=caller.rpc,
+                outcome=outcome,
+                peer=caller.peer,
+                identity=caller.identity,
+                certificate_id=cert_id,
+                old_fingerprint=old,
+                new_fingerprint=new,
+                reason=reason,
+                detail=detail,
+            )
+        )
+
+
+class SystemService(system_pb2_grpc.SystemServicer):
+    """gnoi.system.System with Time only; the other System RPCs are not served."""
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    async def Time(
+        self, request: system_pb2.TimeRequest, context: Context
+    ) -> system_pb2.TimeResponse:
+        try:
+            await self._gate.admit(context, TIME)
+        except Exception as exc:
+            await errors.abort_with(context, exc)
+        return system_pb2.TimeResponse(time=time.time_ns())
+
+
+def _required_id(cert_id: str, message: str) -> str:
+    if not cert_id:
+        raise errors.MalformedRequest(f"{message}.certificate_id is required")
+    return crypto.validate_certificate_id(cert_id)
+
+
+def _busy(cert_id: str) -> str:
+    return f"certificate ID '{cert_id}' is being changed by another operation; retry when it ends"
+
+
+def _commit_in_thread(tx: Transaction) -> asyncio.Future[StoreView]:
+    """The commit runs to its end even if the RPC is cancelled meanwhile (never half done)."""
+    return asyncio.ensure_future(asyncio.to_thread(tx.commit))
+
+
+__all__ = ["CertificateService", "Gate", "SystemService", "check_exists"]
