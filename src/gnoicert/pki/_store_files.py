@@ -274,7 +274,9 @@ def write_generation(
                 if files is not None:
                     write_new_file(entity_dir / name, files.by_name()[name], mode)
                 elif base_dir is not None:
-                    link_or_copy(base_dir / CERTIFICATES_NAME / cert_id / name, entity_dir / name, mode)
+                    link_or_copy(
+                        base_dir / CERTIFICATES_NAME / cert_id / name, entity_dir / name, mode
+                    )
                 else:
                     raise ValueError(f"no content for certificate ID {cert_id!r}")
             fsync_dir(entity_dir)
@@ -334,7 +336,9 @@ def read_generation(gen_dir: Path, generation: int) -> GenerationContent:
             try:
                 data[name] = path.read_bytes()
             except FileNotFoundError:
-                raise CorruptState(f"{rel}/{CERTIFICATES_NAME}/{cert_id}/{name} is missing") from None
+                raise CorruptState(
+                    f"{rel}/{CERTIFICATES_NAME}/{cert_id}/{name} is missing"
+                ) from None
             if sha256_hex(data[name]) != expected:
                 raise CorruptState(
                     f"{rel}/{CERTIFICATES_NAME}/{cert_id}/{name} does not match the manifest"
@@ -408,4 +412,6 @@ def read_pending(path: Path) -> tuple[int, bytes]:
         doc = json.loads(path.read_bytes())
         return int(doc["expires_ns"]), str(doc["key_pem"]).encode("ascii")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CorruptState(f"{PENDING_NAME}/{path.name} is unreadable ({type(exc).__name__})") from None
+        raise CorruptState(
+            f"{PENDING_NAME}/{path.name} is unreadable ({type(exc).__name__})"
+        ) from None

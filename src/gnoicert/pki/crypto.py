@@ -132,7 +132,7 @@ def build_csr(key: PrivateKey, subject: CsrSubject) -> bytes:
     """PEM CSR, SHA-256, subject and SANs as semantics section 5. Raises InvalidCsrParameters."""
     for label, value, limit in (
         ("common_name", subject.common_name, 64),
-        ("country", subject.country, 2),
+        ("country", subject.country, 64),
         ("state", subject.state, 128),
         ("city", subject.city, 128),
         ("organization", subject.organization, 64),
@@ -624,6 +624,11 @@ def _walk_chain(
     """
     if trust._contains(leaf):
         return None
+    try:
+        if _has_unknown_critical(leaf.extensions):
+            return f"certificate {_describe(leaf)} has an unrecognised critical extension"
+    except ValueError:
+        return f"certificate {_describe(leaf)} has malformed extensions"
     pool: dict[bytes, list[x509.Certificate]] = {}
     for certificate in intermediates:
         pool.setdefault(certificate.subject.public_bytes(), []).append(certificate)
@@ -685,9 +690,7 @@ def _issuer_problem(
     if _extension(extensions, x509.NameConstraints) is not None:
         # Not checked by this walk, so never accepted by it.
         return f"CA certificate {name} has name constraints, which cannot be checked here"
-    if any(
-        ext.critical and isinstance(ext.value, x509.UnrecognizedExtension) for ext in extensions
-    ):
+    if _has_unknown_critical(extensions):
         return f"CA certificate {name} has an unrecognised critical extension"
     if at is not None and (
         issuer.not_valid_before_utc > at + CLOCK_SKEW
@@ -715,6 +718,12 @@ _TLS_EKUS = frozenset(
 _SKEW_TEXT = f"{int(CLOCK_SKEW.total_seconds() // 60)} minutes"
 
 _ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
+
+
+def _has_unknown_critical(extensions: x509.Extensions) -> bool:
+    return any(
+        ext.critical and isinstance(ext.value, x509.UnrecognizedExtension) for ext in extensions
+    )
 
 
 def _trust_set(anchors: Anchors) -> TrustSet:

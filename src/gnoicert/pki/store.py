@@ -22,7 +22,6 @@ in memory only, so a crash drops them: that is the rollback the specification re
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import errno
 import fcntl
@@ -355,7 +354,9 @@ class Store:
             state_dir.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
             os.chmod(state_dir, files.DIR_MODE)
             lock_fd = os.open(
-                state_dir / files.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, files.SECRET_MODE
+                state_dir / files.LOCK_NAME,
+                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                files.SECRET_MODE,
             )
         except OSError as exc:
             raise StoreFailure(f"cannot open the state directory {state_dir}: {exc}") from exc
@@ -408,7 +409,7 @@ class Store:
         Called outside the store's locks, in the thread that made the change, in order and never
         with a view older than one already delivered; an exception is logged, not propagated.
         """
-        token = id(callback) ^ next(self._serials) << 64
+        token = next(self._serials)
         with self._mutex:
             self._subscribers[token] = callback
 
@@ -472,7 +473,9 @@ class Store:
             try:
                 # Key first: a crash between the two leaves a mismatched pair, which open()
                 # detects and reports as "no factory credentials" (the server makes new ones).
-                files.atomic_write(self._factory_dir / files.KEY_FILE, stored_key, files.SECRET_MODE)
+                files.atomic_write(
+                    self._factory_dir / files.KEY_FILE, stored_key, files.SECRET_MODE
+                )
                 files.atomic_write(
                     self._factory_dir / files.CERTIFICATE_FILE, certificate_pem, files.PUBLIC_MODE
                 )
@@ -621,13 +624,15 @@ class Store:
             summary = _summarize(txn)
             try:
                 view = self._write_and_swap(
-                    entities, bundle, changed=changed, bundle_changed=txn._staged_bundle is not None
+                    entities,
+                    bundle,
+                    changed=changed,
+                    bundle_changed=txn._staged_bundle is not None,
+                    closing=txn,
                 )
             except BaseException:
                 self._finish(txn)
                 raise
-            with self._mutex:
-                self._close_locked(txn)
             self._remove_consumed(consumed)
         _LOG.info("committed generation %d: %s", view.generation, summary)
         return view
@@ -639,10 +644,13 @@ class Store:
         *,
         changed: set[str],
         bundle_changed: bool,
+        closing: Transaction | None = None,
     ) -> StoreView:
         """Write generation N+1, point `current` at it, swap it in memory (with _writer held).
 
-        StoreFailure leaves both the disk and the memory at generation N.
+        `closing` (the committing transaction) is closed in the same step as the swap, so no
+        reader sees the new generation under that transaction's stale overlay. StoreFailure
+        leaves both the disk and the memory at generation N.
         """
         base_generation = self._committed.generation
         base_dir = self._generations / str(base_generation) if base_generation else None
@@ -687,22 +695,32 @@ class Store:
                 self._generations, manifest, new_files, bundle_bytes, base_dir
             )
         except OSError as exc:
-            raise StoreFailure(f"cannot write the certificate store, nothing changed: {exc}") from exc
+            raise StoreFailure(
+                f"cannot write the certificate store, nothing changed: {exc}"
+            ) from exc
         try:
             files.point_current(self._path, generation)
         except OSError as exc:
             self._revert_current(base_generation, gen_dir)
-            raise StoreFailure(f"cannot write the certificate store, nothing changed: {exc}") from exc
+            raise StoreFailure(
+                f"cannot write the certificate store, nothing changed: {exc}"
+            ) from exc
         view = _make_view(entities, bundle, generation)
         with self._mutex:
             self._committed = view
             self._manifest = manifest
+            if closing is not None:
+                self._close_locked(closing)
             self._rebuild_effective()
         if base_dir is not None:
             try:
                 files.remove_path(base_dir)
             except OSError as exc:
-                _LOG.warning("cannot remove old generation %d (removed at next start): %s", base_generation, exc)
+                _LOG.warning(
+                    "cannot remove old generation %d (removed at next start): %s",
+                    base_generation,
+                    exc,
+                )
         return view
 
     def _revert_current(self, base_generation: int, gen_dir: Path) -> None:
@@ -752,7 +770,9 @@ class Store:
                 try:
                     callback(view)
                 except Exception:
-                    _LOG.exception("store subscriber %s failed", getattr(callback, "__qualname__", "?"))
+                    _LOG.exception(
+                        "store subscriber %s failed", getattr(callback, "__qualname__", "?")
+                    )
 
     # --- keys at rest -------------------------------------------------------------------------
 
@@ -788,7 +808,9 @@ class Store:
                 stored, self._key_secret, unsafe_skip_rsa_key_validation=True
             )
         except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise StoreFailure(f"cannot decrypt {where}: the key_secret is missing or wrong") from None
+            raise StoreFailure(
+                f"cannot decrypt {where}: the key_secret is missing or wrong"
+            ) from None
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise StoreFailure(f"{where} holds an unsupported key type")
         return crypto.private_key_to_pem(key)
@@ -932,7 +954,9 @@ class Store:
 def _summarize(txn: Transaction) -> str:
     """What a commit changes, for the log: IDs and fingerprints, never key material."""
     parts = [
-        f"delete {cert_id}" if entity is None else f"put {cert_id} v{entity.version} {entity.fingerprint}"
+        f"delete {cert_id}"
+        if entity is None
+        else f"put {cert_id} v{entity.version} {entity.fingerprint}"
         for cert_id, entity in sorted(txn._staged.items())
     ]
     if txn._staged_bundle is not None:
@@ -940,7 +964,3 @@ def _summarize(txn: Transaction) -> str:
         parts.append(f"CA bundle of {count} certificate(s)" if count else "empty CA bundle")
     parts.extend(f"consume pending key {cert_id}" for cert_id in sorted(txn._consumed))
     return ", ".join(parts) or "no change"
-
-
-with contextlib.suppress(Exception):
-    pass

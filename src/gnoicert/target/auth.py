@@ -239,12 +239,17 @@ class Authenticator:
             self._cache.clear()
 
     def set_limits(self, *, failure_limit: int, failure_window_s: float) -> None:
-        """Change the rate limit (configuration reload); forgets recorded failures."""
+        """Change the rate limit (configuration reload).
+
+        Recorded failures are kept when nothing changed, so a reload does not unblock a host.
+        """
         if failure_limit < 1:
             raise ValueError("failure_limit must be >= 1")
         if not (failure_window_s > 0 and math.isfinite(failure_window_s)):
             raise ValueError("failure_window_s must be > 0")
         with self._lock:
+            if (failure_limit, failure_window_s) == (self._failure_limit, self._failure_window_s):
+                return
             self._failure_limit = failure_limit
             self._failure_window_s = float(failure_window_s)
             self._failures.clear()

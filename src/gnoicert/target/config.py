@@ -346,7 +346,7 @@ class _Parser:
         if not isinstance(value, list) or not value:
             raise self.error("grpc.key_sizes", problem)
         for size in value:
-            if isinstance(size, bool) or size not in DEFAULT_KEY_SIZES:
+            if type(size) is not int or size not in DEFAULT_KEY_SIZES:
                 raise self.error("grpc.key_sizes", problem)
         return tuple(sorted(set(value)))
 

@@ -1,0 +1,218 @@
+"""Secure channels to a target: TLS or mutual TLS, server-name override, credentials metadata.
+
+One frozen `ChannelOptions` holds everything needed to reach a target; `open_channel` turns it
+into a grpc.aio channel. Devices are dialled by IP, so the name the certificate is checked
+against can be overridden (`server_name`); plaintext happens only with `insecure=True`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import grpc
+import grpc.aio
+
+from gnoicert.client.errors import InputError
+
+DEFAULT_PORT = 9339
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_STREAM_TIMEOUT_S = 600.0
+# gRPC servers refuse pings more often than every 5 minutes by default (GOAWAY too_many_pings):
+# a shorter default would break long Rotate streams against stock servers.
+DEFAULT_KEEPALIVE_S = 300.0
+DEFAULT_KEEPALIVE_TIMEOUT_S = 20.0
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelOptions:
+    """How to reach and authenticate to one target.
+
+    `root_certificates` is the PEM the server must chain to (None: the system store);
+    `client_certificate` and `client_key` (PEM, both or neither) enable mutual TLS; `username`
+    and `password` go as gRPC metadata on every call. Secrets are kept out of the repr.
+    """
+
+    target: str
+    root_certificates: bytes | None = field(default=None, repr=False)
+    client_certificate: bytes | None = field(default=None, repr=False)
+    client_key: bytes | None = field(default=None, repr=False)
+    server_name: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT_S
+    stream_timeout: float = DEFAULT_STREAM_TIMEOUT_S
+    keepalive_s: float = DEFAULT_KEEPALIVE_S
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        parse_target(self.target)
+        if (self.client_certificate is None) != (self.client_key is None):
+            # grpcio aborts the whole process on a certificate chain without its key.
+            raise InputError("mutual TLS needs both a client certificate and its key")
+        if self.timeout <= 0 or self.stream_timeout <= 0:
+            raise InputError("timeouts must be positive")
+        if self.keepalive_s < 0:
+            raise InputError("keepalive must be zero (off) or positive")
+        if self.insecure and self.client_certificate is not None:
+            raise InputError("a client certificate needs TLS; drop --insecure")
+
+    @classmethod
+    def from_files(
+        cls,
+        target: str,
+        *,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        server_name: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        stream_timeout: float = DEFAULT_STREAM_TIMEOUT_S,
+        keepalive_s: float = DEFAULT_KEEPALIVE_S,
+        insecure: bool = False,
+    ) -> ChannelOptions:
+        """Options with the TLS material read from PEM files (read once, here)."""
+        return cls(
+            target=target,
+            root_certificates=read_pem_file(ca_file, "CA file") if ca_file else None,
+            client_certificate=read_pem_file(cert_file, "client certificate")
+            if cert_file
+            else None,
+            client_key=read_pem_file(key_file, "client key") if key_file else None,
+            server_name=server_name or None,
+            username=username or None,
+            password=password,
+            timeout=timeout,
+            stream_timeout=stream_timeout,
+            keepalive_s=keepalive_s,
+            insecure=insecure,
+        )
+
+    @property
+    def host(self) -> str:
+        return parse_target(self.target)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_target(self.target)[1]
+
+    @property
+    def address(self) -> str:
+        """host:port as gRPC dials it (IPv6 in brackets)."""
+        return format_address(self.host, self.port)
+
+    @property
+    def verify_name(self) -> str:
+        """The name the server certificate must carry: the override, else the dialled host."""
+        return self.server_name or self.host
+
+    def metadata(self) -> Metadata:
+        """The credentials metadata sent with every call (empty without a username)."""
+        if not self.username:
+            return ()
+        return (("username", self.username), ("password", self.password or ""))
+
+    def trusting(self, root_certificates: bytes | None) -> ChannelOptions:
+        """The same options, trusting another CA set (the rotate validation step)."""
+        return replace(self, root_certificates=root_certificates)
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """(host, port) from "host:port", "[v6]:port", "host" or a bare IPv6 address."""
+    text = target.strip()
+    if not text:
+        raise InputError("no target: give --target HOST:PORT")
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise InputError(f"bad target {target!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise InputError(f"bad target {target!r}")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") > 1:
+        host, port_text = text, ""
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise InputError(f"bad target {target!r}: no host")
+    if not port_text:
+        return host, DEFAULT_PORT
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise InputError(f"bad target {target!r}: port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise InputError(f"bad target {target!r}: port {port} is out of range")
+    return host, port
+
+
+def format_address(host: str, port: int) -> str:
+    try:
+        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
+
+
+def read_pem_file(path: str | Path, what: str) -> bytes:
+    """Read a PEM file, with an InputError a person understands when it is missing or empty."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN" not in data:
+        raise InputError(f"the {what} {path} holds no PEM data")
+    return data
+
+
+def channel_arguments(
+    options: ChannelOptions, *, fresh: bool = False
+) -> list[tuple[str, str | int]]:
+    """The grpc channel arguments for these options.
+
+    `fresh` gives the channel a private subchannel pool and a unique argument, so grpcio cannot
+    hand it an existing connection: the rotate validation step must make a *new* TLS handshake.
+    """
+    args: list[tuple[str, str | int]] = [
+        ("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE_BYTES),
+        ("grpc.primary_user_agent", "gnoicert"),
+    ]
+    if options.keepalive_s > 0:
+        args += [
+            ("grpc.keepalive_time_ms", int(options.keepalive_s * 1000)),
+            ("grpc.keepalive_timeout_ms", int(DEFAULT_KEEPALIVE_TIMEOUT_S * 1000)),
+        ]
+    if options.server_name and not options.insecure:
+        args += [
+            ("grpc.ssl_target_name_override", options.server_name),
+            ("grpc.default_authority", options.server_name),
+        ]
+    if fresh:
+        args += [
+            ("grpc.use_local_subchannel_pool", 1),
+            ("gnoicert.channel_nonce", uuid.uuid4().hex),
+        ]
+    return args
+
+
+def open_channel(options: ChannelOptions, *, fresh: bool = False) -> grpc.aio.Channel:
+    """A grpc.aio channel for these options (call from inside the event loop that will use it)."""
+    args = channel_arguments(options, fresh=fresh)
+    if options.insecure:
+        return grpc.aio.insecure_channel(options.address, options=args)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=options.root_certificates,
+        private_key=options.client_key,
+        certificate_chain=options.client_certificate,
+    )
+    return grpc.aio.secure_channel(options.address, credentials, options=args)

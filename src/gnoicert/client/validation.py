@@ -1,0 +1,152 @@
+"""The rotate validation step: is the new certificate what a *new* connection gets, and does
+the target answer over it? (wire.md section 5.1 step 5.)
+
+Two checks, both always run so the report says everything that was seen:
+- served-certificate: a fresh TLS handshake that trusts only the new chain; the certificate the
+  target presents must have the new certificate's fingerprint;
+- probe: a fresh gRPC channel (its own subchannel pool) trusting only the new chain, calling
+  System/Time, or a caller-supplied probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+
+import grpc
+import grpc.aio
+
+from gnoicert.client.channel import ChannelOptions, Metadata, open_channel
+from gnoicert.client.errors import rpc_failed
+from gnoicert.client.hints import explain
+from gnoicert.client.models import CheckResult, Probe
+from gnoicert.client.tlsprobe import fetch_served_certificate
+from gnoicert.proto import system_pb2, system_pb2_grpc
+
+
+async def validate_rotation(
+    options: ChannelOptions,
+    *,
+    expected_fingerprint: str,
+    trust_pem: bytes,
+    check_served_certificate: bool = True,
+    probe: Probe | None = None,
+) -> tuple[CheckResult, ...]:
+    """Run the checks against the target of `options`, trusting `trust_pem` (the new chain)."""
+    fresh = options.trusting(trust_pem or options.root_certificates)
+    served = (
+        await check_served(fresh, expected_fingerprint)
+        if check_served_certificate
+        else CheckResult(
+            name="served-certificate", status="skip", detail="not the gRPC server's certificate"
+        )
+    )
+    probed = await run_probe(fresh, probe)
+    return served, probed
+
+
+async def check_served(options: ChannelOptions, expected_fingerprint: str) -> CheckResult:
+    """Fingerprint of the certificate a new, verifying TLS connection gets."""
+    name = "served-certificate"
+    if options.insecure:
+        return CheckResult(name=name, status="skip", detail="plaintext channel: no certificate")
+    try:
+        der = await asyncio.to_thread(
+            fetch_served_certificate,
+            options.host,
+            options.port,
+            server_name=options.server_name,
+            trust_pem=options.root_certificates,
+            client_certificate=options.client_certificate,
+            client_key=options.client_key,
+            timeout=options.timeout,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        seen = await _unverified_fingerprint(options)
+        return CheckResult(
+            name=name,
+            status="fail",
+            detail=f"a new connection does not accept the served certificate "
+            f"({exc.verify_message}); served sha256 {seen}",
+        )
+    except (ssl.SSLError, OSError) as exc:
+        return CheckResult(name=name, status="fail", detail=f"new TLS connection failed: {exc}")
+    served = hashlib.sha256(der).hexdigest()
+    if served != expected_fingerprint:
+        return CheckResult(
+            name=name,
+            status="fail",
+            detail=f"the target serves sha256 {served}, not the new {expected_fingerprint}",
+        )
+    return CheckResult(
+        name=name, status="pass", detail=f"a new connection gets the new certificate ({served})"
+    )
+
+
+async def _unverified_fingerprint(options: ChannelOptions) -> str:
+    try:
+        der = await asyncio.to_thread(
+            fetch_served_certificate,
+            options.host,
+            options.port,
+            server_name=options.server_name,
+            verify=False,
+            client_certificate=options.client_certificate,
+            client_key=options.client_key,
+            timeout=options.timeout,
+        )
+    except (ssl.SSLError, OSError):
+        return "unknown"
+    return hashlib.sha256(der).hexdigest()
+
+
+async def system_time_probe(channel: grpc.aio.Channel, metadata: Metadata) -> str:
+    """The default probe: System/Time answers (the RPC the upstream file says every vendor has)."""
+    stub = system_pb2_grpc.SystemStub(channel)
+    response = await stub.Time(system_pb2.TimeRequest(), metadata=metadata)
+    return f"System/Time answered ({response.time} ns)"
+
+
+async def run_probe(options: ChannelOptions, probe: Probe | None) -> CheckResult:
+    name = "probe"
+    channel = open_channel(options, fresh=True)
+    try:
+        detail = await asyncio.wait_for(
+            (probe or system_time_probe)(channel, options.metadata()), timeout=options.timeout
+        )
+    except grpc.aio.AioRpcError as exc:
+        failure = rpc_failed(exc, target=options.address, rpc="Time" if probe is None else "probe")
+        return CheckResult(name=name, status="fail", detail=explain(failure).summary)
+    except TimeoutError:
+        return CheckResult(
+            name=name, status="fail", detail=f"no answer within {options.timeout:g} s"
+        )
+    except Exception as exc:  # a caller's probe may fail in any way
+        return CheckResult(name=name, status="fail", detail=f"{type(exc).__name__}: {exc}")
+    finally:
+        await channel.close()
+    return CheckResult(name=name, status="pass", detail=detail)
+
+
+async def wait_for_rollback(options: ChannelOptions, new_fingerprint: str) -> CheckResult:
+    """After a cancel, wait (bounded by the timeout) until new connections stop getting the
+    rejected certificate, so the caller returns once the target has rolled back."""
+    name = "rollback"
+    if options.insecure:
+        return CheckResult(name=name, status="skip", detail="plaintext channel: no certificate")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.timeout
+    delay = 0.01
+    while True:
+        served = await _unverified_fingerprint(options)
+        if served not in (new_fingerprint, "unknown"):
+            return CheckResult(name=name, status="pass", detail=f"the target serves {served} again")
+        if loop.time() >= deadline:
+            return CheckResult(
+                name=name,
+                status="warn",
+                detail=f"the target still served {served} after {options.timeout:g} s",
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
