@@ -30,7 +30,11 @@ READER = credentials("reader")
 
 Metadata = Sequence[tuple[str, str]]
 if TYPE_CHECKING:
-    from gnoicert.proto.cert_pb2_grpc import CertificateManagementAsyncStub as CertStub
+    from typing import TypeAlias
+
+    from gnoicert.proto.cert_pb2_grpc import CertificateManagementAsyncStub
+
+    CertStub: TypeAlias = CertificateManagementAsyncStub
 
     RotateCall = grpc.aio.StreamStreamCall[
         cert_pb2.RotateCertificateRequest, cert_pb2.RotateCertificateResponse
@@ -157,6 +161,28 @@ async def rotate_until_loaded(
     return call
 
 
+async def rotate_with_csr(
+    stub: CertStub, cert_id: str, ca: TestCA, *, metadata: Metadata = ADMIN
+) -> str:
+    """A whole Rotate with a target-generated key; returns the new fingerprint."""
+    call = stub.Rotate(metadata=metadata)
+    await call.write(cert_pb2.RotateCertificateRequest(generate_csr=csr_request(cert_id)))
+    reply = await call.read()
+    assert isinstance(reply, cert_pb2.RotateCertificateResponse), reply
+    signed = ca.sign_csr(reply.generated_csr.csr.csr)
+    await call.write(
+        cert_pb2.RotateCertificateRequest(
+            load_certificate=cert_pb2.LoadCertificateRequest(
+                certificate=x509_field(signed), certificate_id=cert_id
+            )
+        )
+    )
+    reply = await call.read()
+    assert isinstance(reply, cert_pb2.RotateCertificateResponse), reply
+    assert await finalize(call) == grpc.StatusCode.OK
+    return fingerprint_of(signed)
+
+
 async def finalize(call: RotateCall) -> grpc.StatusCode:
     await call.write(
         cert_pb2.RotateCertificateRequest(finalize_rotation=cert_pb2.FinalizeRequest())
@@ -183,6 +209,16 @@ def error_reason(err: grpc.aio.AioRpcError) -> str:
         if detail.Unpack(info):
             return str(info.reason)
     return ""
+
+
+async def stream_refusal(call: Any) -> tuple[grpc.StatusCode, str]:
+    """(code, ErrorInfo reason) of a stream call that the target ended without a message."""
+    code = await call.code()
+    assert code is not grpc.StatusCode.OK
+    err = grpc.aio.AioRpcError(
+        code, await call.initial_metadata(), await call.trailing_metadata(), await call.details()
+    )
+    return code, error_reason(err)
 
 
 def audit_records(path: Path, **match: str) -> list[dict[str, Any]]:

@@ -23,7 +23,9 @@ from gnoicert.pki.store import Store
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
 from gnoicert.target.audit import read_records
 from gnoicert.target.policy import TlsMode
-from tests.support.pki import PrivateKey, TestCA, key_pem
+from tests.support.pki import PrivateKey, TestCA, cert_pem, ec_key, key_pem
+from gnoicert.target.config import load_config
+from gnoicert.target.server import Daemon
 from tests.support.target import Target, credentials, start_target, wait_for
 
 ADMIN = credentials("admin")
@@ -222,7 +224,7 @@ class Operator:
     ca: TestCA
     metadata: tuple[tuple[str, str], ...] = ADMIN
     client_chain_pem: bytes | None = None
-    client_key_pem: bytes | None = None
+    client_key_pem: bytes | None = field(default=None, repr=False)
     channel: grpc.aio.Channel = field(init=False)
 
     def __post_init__(self) -> None:
@@ -269,6 +271,16 @@ class Operator:
             cert_pb2.GetCertificatesRequest(), metadata=self.metadata
         )
         return {info.certificate_id: info for info in reply.certificate_info}
+
+    def key_load(
+        self, cert_id: str, *, bundle: Sequence[bytes] = (), ca: TestCA | None = None
+    ) -> tuple[cert_pb2.LoadCertificateRequest, str]:
+        """A load_certificate with a fresh client EC key and its certificate; (request, print)."""
+        issuer = ca or self.ca
+        key = ec_key()
+        signed = cert_pem(issuer.issue(key.public_key())) + issuer.chain_pem
+        request = load(signed, cert_id, private_key=key_pem(key), bundle=bundle)
+        return request, leaf_fingerprint(signed)
 
     async def install(
         self,
@@ -325,21 +337,57 @@ def _pem_csr(key: PrivateKey) -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-async def provision(
-    directory: Path,
-    ca: TestCA,
-    *,
-    local_certificate: bool = True,
-    grpc_lines: Sequence[str] = (),
-    users: Sequence[str] = ("admin", "reader"),
-) -> Operator:
-    """A target in its working state: `srv` installed with the CA as its first bundle (by
-    Install, which then switches the listener to mutual TLS), an operator with a client
-    certificate. With local_certificate, `srv` is what the gRPC server presents."""
-    lines = [*([LOCAL_SRV] if local_certificate else []), *grpc_lines]
-    target = await start_target(directory, grpc_lines=lines, users=users)
+async def provision_target(target: Target, ca: TestCA) -> Operator:
+    """Bring a fresh target to its working state: `srv` installed with the CA as its first
+    bundle (by Install, which then switches the listener to mutual TLS), and an operator with
+    a client certificate. With `local_certificate = "srv"` configured, `srv` is what the gRPC
+    server presents from then on."""
     operator = Operator(target, ca)
     await operator.install(SERVER_ID, bundle=[ca.bundle_pem])
     await wait_for(lambda: target.daemon.listener_mode is TlsMode.MUTUAL, what="mutual TLS")
     operator.use_client_certificate()
     return operator
+
+
+async def restart_target(target: Target) -> Target:
+    """A new daemon on the same configuration and state directory (the old one stopped)."""
+    daemon = Daemon(load_config(target.config_path))
+    await daemon.start()
+    return Target(daemon=daemon, directory=target.directory, config_path=target.config_path)
+
+
+@dataclass
+class Launcher:
+    """Starts targets in subdirectories of one test's directory and stops them all at the end."""
+
+    directory: Path
+    ca: TestCA
+    targets: list[Target] = field(default_factory=list)
+
+    async def start(self, name: str = "target", **options: Any) -> Target:
+        directory = self.directory / name
+        directory.mkdir(exist_ok=True)
+        target = await start_target(directory, **options)
+        self.targets.append(target)
+        return target
+
+    async def provision(
+        self,
+        name: str = "target",
+        *,
+        local_certificate: bool = True,
+        grpc_lines: Sequence[str] = (),
+        **options: Any,
+    ) -> Operator:
+        lines = [*([LOCAL_SRV] if local_certificate else []), *grpc_lines]
+        target = await self.start(name, grpc_lines=lines, **options)
+        return await provision_target(target, self.ca)
+
+    async def restart(self, target: Target) -> Target:
+        restarted = await restart_target(target)
+        self.targets.append(restarted)
+        return restarted
+
+    async def close(self) -> None:
+        for target in reversed(self.targets):
+            await target.close()

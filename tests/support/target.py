@@ -215,6 +215,7 @@ def spawn_target(config_path: Path, *, timeout: float = 30.0, extra: Sequence[st
         stderr=log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    log.close()  # the child has its own descriptor
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if process.poll() is not None:

@@ -2,8 +2,13 @@
 
 Layout of the directory (0700; keys 0600, unencrypted PKCS#8):
 
-    ca.pem / ca.key                     the root (ca.pem is the CA bundle to send to targets)
+    ca.pem / ca.key                     the root: what clients and targets trust
     intermediate.pem / intermediate.key the issuing CA, when made with an intermediate
+    bundle.pem                          the CA bundle to load on targets: intermediate, root
+
+The bundle carries the intermediate too (wire.md: chained groups end with their root): a
+target that checks a client's leaf against its bundle (gnoicertd's lockout guard) sees no
+intermediate from the TLS stack.
 
 Leaf certificates carry the CSR's subject and SANs, serverAuth + clientAuth, and a validity of
 `days` days (never beyond the issuer's). It is meant for labs and the demo; a site's real CA
@@ -44,6 +49,7 @@ ROOT_CERT_FILE = "ca.pem"
 ROOT_KEY_FILE = "ca.key"
 INTERMEDIATE_CERT_FILE = "intermediate.pem"
 INTERMEDIATE_KEY_FILE = "intermediate.key"
+BUNDLE_FILE = "bundle.pem"
 DEFAULT_LEAF_DAYS = 365
 DEFAULT_CA_DAYS = 3650
 DEFAULT_CA_RSA_BITS = 2048
@@ -94,7 +100,13 @@ class LocalCA:
     ) -> LocalCA:
         """Make a new root (and intermediate) in `directory`; refuse to overwrite unless force."""
         path = Path(directory)
-        names = [ROOT_CERT_FILE, ROOT_KEY_FILE, INTERMEDIATE_CERT_FILE, INTERMEDIATE_KEY_FILE]
+        names = [
+            ROOT_CERT_FILE,
+            ROOT_KEY_FILE,
+            INTERMEDIATE_CERT_FILE,
+            INTERMEDIATE_KEY_FILE,
+            BUNDLE_FILE,
+        ]
         existing = [name for name in names if (path / name).exists()]
         if existing and not force:
             raise InputError(f"{path} already holds a CA ({', '.join(existing)}); use --force")
@@ -138,14 +150,14 @@ class LocalCA:
             )
         for name in names:
             (path / name).unlink(missing_ok=True)
-        _write_private(path / ROOT_KEY_FILE, private_key_to_pem(root_key))
-        _write_public(path / ROOT_CERT_FILE, certificates_to_pem([root]))
+        write_private_file(path / ROOT_KEY_FILE, private_key_to_pem(root_key))
+        write_public_file(path / ROOT_CERT_FILE, certificates_to_pem([root]))
         if inter is not None and inter_key is not None:
-            _write_private(path / INTERMEDIATE_KEY_FILE, private_key_to_pem(inter_key))
-            _write_public(path / INTERMEDIATE_CERT_FILE, certificates_to_pem([inter]))
-        return cls(
-            path, root=root, root_key=root_key, intermediate=inter, intermediate_key=inter_key
-        )
+            write_private_file(path / INTERMEDIATE_KEY_FILE, private_key_to_pem(inter_key))
+            write_public_file(path / INTERMEDIATE_CERT_FILE, certificates_to_pem([inter]))
+        ca = cls(path, root=root, root_key=root_key, intermediate=inter, intermediate_key=inter_key)
+        write_public_file(path / BUNDLE_FILE, ca.bundle_pem)
+        return ca
 
     @classmethod
     def open(cls, directory: str | Path, *, days: int = DEFAULT_LEAF_DAYS) -> LocalCA:
@@ -182,12 +194,18 @@ class LocalCA:
 
     @property
     def bundle_path(self) -> Path:
-        return self.directory / ROOT_CERT_FILE
+        """bundle.pem, the CA bundle to load on targets (made by `init`)."""
+        return self.directory / BUNDLE_FILE
+
+    @property
+    def root_pem(self) -> bytes:
+        """The root alone: what a client trusts (--ca-file)."""
+        return certificates_to_pem([self.root])
 
     @property
     def bundle_pem(self) -> bytes:
-        """The CA bundle to load on targets: the root."""
-        return certificates_to_pem([self.root])
+        """The CA bundle to load on targets: the intermediate (if any), then the root."""
+        return self.chain_pem
 
     @property
     def chain_pem(self) -> bytes:
@@ -394,14 +412,33 @@ def _read_key(path: Path) -> PrivateKey:
         raise InputError(f"{path}: {exc}") from None
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """A new file, 0600 from the start (never briefly world-readable)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
+def write_private_file(path: Path, data: bytes, *, replace: bool = False) -> None:
+    """Write a secret 0600 from the start (never briefly world-readable).
+
+    Without `replace` an existing file is an error; with it the file is swapped atomically.
+    """
+    _write(path, data, 0o600, replace=replace)
 
 
-def _write_public(path: Path, data: bytes) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
+def write_public_file(path: Path, data: bytes, *, replace: bool = False) -> None:
+    """Write a certificate (0644); see write_private_file."""
+    _write(path, data, 0o644, replace=replace)
+
+
+def _write(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+    target = path if not replace else path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise InputError(f"{target} already exists") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        if replace:
+            os.replace(target, path)
+    except BaseException:
+        if replace:
+            target.unlink(missing_ok=True)
+        raise

@@ -90,7 +90,8 @@ class ValidationFailed(GnoiCertError):
 
 
 class PreflightFailed(GnoiCertError):
-    """The certificate failed the client's own checks; nothing was loaded on the target."""
+    """The certificate failed the client's own checks; nothing was loaded on the target (a
+    stream already opened for a target-generated CSR was cancelled)."""
 
     def __init__(self, *, report: PreflightReport, target: str = "") -> None:
         self.report = report

@@ -44,7 +44,7 @@ def explain(exc: BaseException) -> Explanation:
     if isinstance(exc, PreflightFailed):
         return Explanation(
             summary=str(exc),
-            hint="fix the certificate or the CA (nothing was sent); --no-preflight skips "
+            hint="fix the certificate or the CA (nothing was loaded); --no-preflight skips "
             "these checks",
         )
     if isinstance(exc, SignerError):

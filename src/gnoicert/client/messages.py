@@ -20,6 +20,7 @@ from gnoicert.client.models import (
 )
 from gnoicert.proto import cert_pb2
 
+
 def csr_params(params: CsrParams) -> cert_pb2.CSRParams:
     """CSRParams for a target-generated RSA key of at least params.key_size bits."""
     return cert_pb2.CSRParams(

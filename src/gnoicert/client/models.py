@@ -245,6 +245,7 @@ class GeneratedCsr:
     sans: tuple[str, ...]
     key_type: str
     key_size: int
+    saved_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

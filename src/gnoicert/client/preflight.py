@@ -151,7 +151,7 @@ def check_san(leaf: x509.Certificate, dial_name: str | None, *, require_san: boo
     if san_covers(leaf, dial_name):
         return _result("san", "pass", f"SANs cover {dial_name}")
     listed = ", ".join(san_strings(leaf.extensions)) or "none"
-    kind = "an IP" if _is_ip(dial_name) else "a DNS"
+    kind = "IP" if _is_ip(dial_name) else "DNS"
     return _result(
         "san",
         "fail" if require_san else "warn",

@@ -124,9 +124,13 @@ class CertClient:
         self._system = system_pb2_grpc.SystemStub(channel)
 
     @classmethod
-    async def connect(cls, options: ChannelOptions) -> CertClient:
-        """A client with its channel (connects lazily, on the first RPC)."""
-        return cls(options, open_channel(options))
+    async def connect(cls, options: ChannelOptions, *, fresh: bool = False) -> CertClient:
+        """A client with its channel (connects lazily, on the first RPC).
+
+        `fresh` keeps grpcio from sharing a connection with other channels to the same target
+        (after the target changed its credentials, say).
+        """
+        return cls(options, open_channel(options, fresh=fresh))
 
     async def aclose(self) -> None:
         await self._channel.close()

@@ -169,7 +169,13 @@ def build_csr(key: PrivateKey, subject: CsrSubject) -> bytes:
     if subject.ip_address:
         sans.append(x509.IPAddress(_parse_ip(subject.ip_address, "ip_address")))
     if subject.email_id:
-        sans.append(x509.RFC822Name(subject.email_id))
+        try:
+            sans.append(x509.RFC822Name(subject.email_id))
+        except ValueError:
+            # cryptography also insists on what email.utils.parseaddr accepts.
+            raise InvalidCsrParameters(
+                f"email_id {subject.email_id!r} is not an e-mail address"
+            ) from None
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes))
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -341,7 +347,8 @@ class TrustSet:
 
     check_leaf and chain_verifies accept a plain sequence too, but then rebuild the verification
     Store (and, on the fallback path, a subject index) on every call; with a bundle of thousands
-    of CAs a caller that verifies often should keep a TrustSet beside the bundle.
+    of CAs a caller that verifies often should keep a TrustSet beside the bundle. Immutable in
+    effect and safe to share between threads (the lazy index may at worst be built twice).
     """
 
     __slots__ = ("_anchors", "_by_subject", "_store")
@@ -556,6 +563,7 @@ _UNSUPPORTED = (
     "unsupported",
 )
 _NO_ISSUER = "no interior errors"
+_TIME_REFUSAL = "not valid at validation time"
 _MAX_DEPTH = 8
 _MAX_SIGNATURE_CHECKS = 256
 
@@ -588,14 +596,12 @@ def _verify_chain(
     try:
         verifier.verify(leaf, list(intermediates))
     except VerificationError as exc:
-        message = _library_message(exc)
-        fallback = any(marker in message for marker in _UNSUPPORTED) or (
-            walk_at is None and _TIME_REFUSAL in message
+        raw = str(exc)
+        fallback = any(marker in raw for marker in _UNSUPPORTED) or (
+            walk_at is None and _TIME_REFUSAL in raw
         )
         if not fallback:
-            if _NO_ISSUER in message:
-                return _no_path(leaf)
-            return message
+            return _no_path(leaf) if _NO_ISSUER in raw else _library_message(raw)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         pass  # an argument or algorithm the library cannot take: walk the chain ourselves
     else:
@@ -603,11 +609,13 @@ def _verify_chain(
     return _walk_chain(leaf, intermediates, trust, walk_at)
 
 
-_TIME_REFUSAL = "not valid at validation time"
-
-
-def _library_message(exc: Exception) -> str:
-    message = str(exc).removeprefix("validation failed: ")
+def _library_message(raw: str) -> str:
+    """The library's refusal in words an operator can act on (known cases), else as it is."""
+    message = raw.removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
+    if _TIME_REFUSAL in message:
+        message = "a CA certificate of the chain is outside its validity period"
+    elif message == "signature does not match":
+        message = "the signature of a certificate in the chain does not match its issuer's key"
     return message if len(message) <= 300 else message[:300] + "..."
 
 

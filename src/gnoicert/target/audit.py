@@ -191,6 +191,46 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def unfinished_rotations(path: Path, *, tail_bytes: int = 16 * 1024 * 1024) -> list[dict[str, Any]]:
+    """The last "rotate applied" record of each certificate ID with no outcome after it.
+
+    A Rotate applied but not finalized lives in memory only, so a crash rolls it back without a
+    word (semantics section 3): the audit log is the one place that remembers it. Only the tail
+    of the file is read (a Rotate ends within its finalize deadline); a torn last line from the
+    crash is skipped.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - tail_bytes))
+            if size > tail_bytes:
+                f.readline()  # most likely a partial line
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    last: dict[str, dict[str, Any]] = {}
+    for line in data.splitlines():
+        if b'"rotate"' not in line and b'"rollback"' not in line and b'"commit"' not in line:
+            continue  # cheap filter before parsing
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") in _ROTATE_OUTCOME_EVENTS:
+            cert_id = entry.get("certificate_id")
+            if isinstance(cert_id, str) and cert_id:
+                last[cert_id] = entry
+    return [
+        entry
+        for entry in last.values()
+        if entry.get("event") == "rotate" and entry.get("outcome") == "applied"
+    ]
+
+
+# Records that end (or, for "applied", open) a Rotate of a certificate ID.
+_ROTATE_OUTCOME_EVENTS = frozenset({"rotate", "rollback", "commit"})
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every record in an audit log file, oldest first (for tests and the CLI)."""
     records: list[dict[str, Any]] = []

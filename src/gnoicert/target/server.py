@@ -31,7 +31,7 @@ from gnoicert.pki import crypto
 from gnoicert.pki.store import Store
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
 from gnoicert.target import policy
-from gnoicert.target.audit import AuditLog, AuditRecord
+from gnoicert.target.audit import AuditLog, AuditRecord, unfinished_rotations
 from gnoicert.target.auth import Authenticator, hash_password
 from gnoicert.target.config import Config, ConfigError, Role, load_config, set_user_password
 from gnoicert.target.service import CertificateService, Gate, SystemService
@@ -111,6 +111,50 @@ def ensure_factory_certificate(store: Store, config: Config) -> None:
     log.info("made the factory certificate (SHA-256 %s)", crypto.fingerprint(cert))
 
 
+def record_crash_outcomes(store: Store, audit: AuditLog) -> None:
+    """Close, in the audit log, the Rotates a crash interrupted between load and Finalize.
+
+    The store already dropped their uncommitted change (applied changes live in memory only),
+    but the log's last word on them is "applied". Where the committed certificate is the new
+    one, the crash came after the commit and only its record was lost.
+    """
+    if audit.path is None:
+        return
+    committed = store.committed_view().entities
+    for applied in unfinished_rotations(audit.path):
+        cert_id = str(applied["certificate_id"])
+        entity = committed.get(cert_id)
+        new_fingerprint = str(applied.get("new_fingerprint") or "")
+        landed = (
+            entity is not None and bool(new_fingerprint) and (entity.fingerprint == new_fingerprint)
+        )
+        if landed:
+            log.warning("the Rotate of '%s' committed just before a crash", cert_id)
+        else:
+            log.warning(
+                "the Rotate of '%s' was not finalized when the daemon stopped; rolled back",
+                cert_id,
+            )
+        audit.record(
+            AuditRecord(
+                event="commit" if landed else "rollback",
+                rpc=str(applied.get("rpc") or ""),
+                outcome="committed" if landed else "rolled_back",
+                peer=str(applied.get("peer") or ""),
+                identity=str(applied.get("identity") or ""),
+                certificate_id=cert_id,
+                old_fingerprint=str(applied.get("old_fingerprint") or ""),
+                new_fingerprint=new_fingerprint,
+                reason="" if landed else "CRASH",
+                detail=(
+                    "found committed at restart after a crash"
+                    if landed
+                    else "rolled back at restart after a crash"
+                ),
+            )
+        )
+
+
 class Daemon:
     """One running gnoicertd: store, runtime state, credential manager and listener."""
 
@@ -125,6 +169,7 @@ class Daemon:
         self.store = Store.open(config.state_dir, key_secret=read_key_secret(config))
         ensure_factory_certificate(self.store, config)
         self.audit = AuditLog(config.audit_log)
+        record_crash_outcomes(self.store, self.audit)
         self.runtime = Runtime(
             store=self.store,
             audit=self.audit,

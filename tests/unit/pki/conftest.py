@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 import pytest
@@ -15,27 +13,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from tests.vectors import load_vector
+
 # Every generated certificate is valid from REF - 1 day to REF + 30 days unless a test says
 # otherwise; tests that probe time pass now= explicitly.
 REF = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DAY = dt.timedelta(days=1)
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-
-
-def _load_vector_helper() -> Callable[[str], bytes]:
-    # tests/ is not a package on sys.path under the pytest console script; load the helper by path.
-    path = Path(__file__).resolve().parents[2] / "vectors" / "__init__.py"
-    spec = importlib.util.spec_from_file_location("gnoicert_test_vectors", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    loader: Callable[[str], bytes] = module.load_vector
-    return loader
-
-
-load_vector = _load_vector_helper()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,349 @@
+"""What each `gnoicert` subcommand does: parsed arguments in, a result model out.
+
+Every RPC command opens one CertClient on one event loop (asyncio.run) and closes it; the CA
+commands need no target. Printing happens in one place (`run_command`), through output.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from gnoicert.client.ca import LocalCA, write_private_file, write_public_file
+from gnoicert.client.certinfo import load_csr, san_strings
+from gnoicert.client.channel import ChannelOptions, read_pem_file
+from gnoicert.client.errors import InputError
+from gnoicert.client.models import (
+    CaBundleResult,
+    CaInfo,
+    CertificateListing,
+    CsrCapability,
+    CsrParams,
+    GeneratedCsr,
+    InstallResult,
+    InstallSpec,
+    IssuedCertificate,
+    LoadResult,
+    RevokeResult,
+    RotateResult,
+    RotateSpec,
+    TargetTime,
+)
+from gnoicert.client.output import dumps, make_console, render, render_listing
+from gnoicert.client.signer import ExternalCommandSigner, Signer
+from gnoicert.client.workflows import CertClient
+from gnoicert.pki.crypto import fingerprint, load_certificates
+from gnoicert.pki.errors import BadEncoding
+
+
+def read_password(args: argparse.Namespace) -> str | None:
+    """The password: --password-file, else --password-env, else a prompt on a terminal.
+
+    Never from the command line (it would show in `ps` and shell history).
+    """
+    if args.password_file:
+        try:
+            text = Path(args.password_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(
+                f"cannot read the password file {args.password_file}: {exc.strerror or exc}"
+            ) from None
+        return text.splitlines()[0] if text else ""
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if value is None:
+            raise InputError(f"the environment variable {args.password_env} is not set")
+        return value
+    if not args.username:
+        return None
+    if sys.stdin.isatty():
+        return getpass.getpass(f"password for {args.username}@{args.target}: ")
+    raise InputError(
+        "--username needs a password and there is no terminal to ask on: use "
+        "--password-env VAR or --password-file FILE"
+    )
+
+
+def channel_options(args: argparse.Namespace) -> ChannelOptions:
+    if not args.target:
+        raise InputError("no target: give --target HOST:PORT")
+    return ChannelOptions.from_files(
+        args.target,
+        ca_file=args.ca_file,
+        cert_file=args.cert,
+        key_file=args.key,
+        server_name=args.server_name,
+        username=args.username,
+        password=read_password(args),
+        timeout=args.timeout,
+        insecure=args.insecure,
+    )
+
+
+def csr_params(args: argparse.Namespace) -> CsrParams:
+    return CsrParams(
+        common_name=args.common_name,
+        country=args.country,
+        state=args.state,
+        city=args.city,
+        organization=args.organization,
+        organizational_unit=args.organizational_unit,
+        ip_address=args.ip_address,
+        email_id=args.email_id,
+        key_type=args.key_type,
+        key_size=args.key_size,
+    )
+
+
+def make_signer(args: argparse.Namespace) -> Signer:
+    if args.ca_dir:
+        return LocalCA.open(args.ca_dir, days=args.days)
+    if args.sign_command:
+        return ExternalCommandSigner(args.sign_command, timeout=args.signer_timeout)
+    raise InputError(f"{args.command} needs a signer: --ca-dir DIR or --sign-command CMD")
+
+
+def _read_optional(path: str | None, what: str) -> bytes:
+    return read_pem_file(path, what) if path else b""
+
+
+def install_spec(args: argparse.Namespace) -> InstallSpec:
+    return InstallSpec(
+        certificate_id=args.certificate_id,
+        csr=csr_params(args),
+        signer=make_signer(args),
+        ca_bundle_pem=_read_optional(args.ca_bundle, "CA bundle"),
+        key_source=args.key_source,
+        require_san=args.require_san,
+        preflight=not args.no_preflight,
+        dry_run=args.dry_run,
+    )
+
+
+def rotate_spec(args: argparse.Namespace) -> RotateSpec:
+    return RotateSpec(
+        certificate_id=args.certificate_id,
+        csr=csr_params(args),
+        signer=make_signer(args),
+        ca_bundle_pem=_read_optional(args.ca_bundle, "CA bundle"),
+        key_source=args.key_source,
+        require_san=not args.no_tls_check,
+        check_served_certificate=not args.no_tls_check,
+        preflight=not args.no_preflight,
+        dry_run=args.dry_run,
+    )
+
+
+# -- RPC commands ---------------------------------------------------------------------------------
+
+
+async def cmd_install(client: CertClient, args: argparse.Namespace) -> InstallResult:
+    return await client.install(install_spec(args))
+
+
+async def cmd_rotate(client: CertClient, args: argparse.Namespace) -> RotateResult:
+    return await client.rotate(rotate_spec(args))
+
+
+async def cmd_revoke(client: CertClient, args: argparse.Namespace) -> RevokeResult:
+    return await client.revoke(args.certificate_ids)
+
+
+async def cmd_get(client: CertClient, args: argparse.Namespace) -> CertificateListing:
+    certificates = await client.get_certificates()
+    if args.expiring_within is not None:
+        certificates = tuple(
+            info
+            for info in certificates
+            if info.days_left is not None and info.days_left <= args.expiring_within
+        )
+    saved_to = None
+    if args.save:
+        directory = Path(args.save)
+        directory.mkdir(parents=True, exist_ok=True)
+        for info in certificates:
+            # IDs are [A-Za-z0-9._-] on conforming targets; keep any other target's IDs harmless.
+            name = "".join(c if c.isalnum() or c in "._-" else "_" for c in info.certificate_id)
+            (directory / f"{name.lstrip('.') or 'certificate'}.pem").write_text(
+                info.certificate_pem, encoding="ascii"
+            )
+        saved_to = str(directory)
+    return CertificateListing(
+        target=client.target,
+        certificates=certificates,
+        expiring_within_days=args.expiring_within,
+        saved_to=saved_to,
+    )
+
+
+async def cmd_generate_csr(client: CertClient, args: argparse.Namespace) -> GeneratedCsr:
+    result = await client.generate_csr(args.certificate_id, csr_params(args))
+    if args.out:
+        Path(args.out).write_text(result.csr_pem, encoding="ascii")
+        result = dataclasses.replace(result, saved_to=args.out)
+    return result
+
+
+async def cmd_load(client: CertClient, args: argparse.Namespace) -> LoadResult:
+    return await client.load_certificate(
+        args.certificate_id,
+        read_pem_file(args.certificate_file, "certificate"),
+        private_key_pem=_read_optional(args.private_key, "private key") or None,
+        ca_bundle_pem=_read_optional(args.ca_bundle, "CA bundle"),
+        preflight=not args.no_preflight,
+        dry_run=args.dry_run,
+    )
+
+
+async def cmd_load_ca(client: CertClient, args: argparse.Namespace) -> CaBundleResult:
+    return await client.load_ca_bundle(read_pem_file(args.bundle_file, "CA bundle"))
+
+
+async def cmd_can_generate(client: CertClient, args: argparse.Namespace) -> CsrCapability:
+    return await client.can_generate_csr(key_size=args.key_size)
+
+
+async def cmd_time(client: CertClient, args: argparse.Namespace) -> TargetTime:
+    return await client.time()
+
+
+_RPC_COMMANDS: dict[str, Callable[[CertClient, argparse.Namespace], Awaitable[Any]]] = {
+    "install": cmd_install,
+    "rotate": cmd_rotate,
+    "revoke": cmd_revoke,
+    "get": cmd_get,
+    "generate-csr": cmd_generate_csr,
+    "load": cmd_load,
+    "load-ca": cmd_load_ca,
+    "can-generate-csr": cmd_can_generate,
+    "time": cmd_time,
+}
+
+
+async def _run_rpc(args: argparse.Namespace) -> Any:
+    options = channel_options(args)
+    async with await CertClient.connect(options) as client:
+        return await _RPC_COMMANDS[args.command](client, args)
+
+
+# -- CA commands ----------------------------------------------------------------------------------
+
+
+def cmd_ca_init(args: argparse.Namespace) -> CaInfo:
+    ca = LocalCA.init(
+        args.directory,
+        intermediate=args.intermediate,
+        key_type=args.key_type,
+        key_size=args.key_size,
+        common_name=args.common_name,
+        days=args.days,
+        force=args.force,
+    )
+    return ca.info()
+
+
+def _issued(certificate_pem: bytes, chain_pem: bytes, path: str | None) -> IssuedCertificate:
+    try:
+        leaf = load_certificates(certificate_pem)[0]
+    except BadEncoding as exc:
+        raise InputError(str(exc)) from None
+    return IssuedCertificate(
+        subject=leaf.subject.rfc4514_string(),
+        sans=san_strings(leaf.extensions),
+        fingerprint=fingerprint(leaf),
+        not_after=leaf.not_valid_after_utc,
+        certificate_pem=certificate_pem.decode("ascii"),
+        chain_pem=chain_pem.decode("ascii"),
+        path=path,
+    )
+
+
+def cmd_ca_sign(args: argparse.Namespace) -> IssuedCertificate:
+    ca = LocalCA.open(args.directory, days=args.days)
+    try:
+        csr_pem = Path(args.csr_file).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the CSR {args.csr_file}: {exc.strerror or exc}") from None
+    try:
+        load_csr(csr_pem)
+    except BadEncoding as exc:
+        raise InputError(f"{args.csr_file}: {exc}") from None
+    signed = ca.sign_csr(csr_pem, days=args.days)
+    if args.out:
+        Path(args.out).write_bytes(signed.certificate_pem + signed.chain_pem)
+    return _issued(signed.certificate_pem, signed.chain_pem, args.out)
+
+
+def cmd_ca_issue(args: argparse.Namespace) -> IssuedCertificate:
+    ca = LocalCA.open(args.directory, days=args.days)
+    key_pem, signed = ca.issue(
+        args.common_name,
+        dns_names=args.dns,
+        ip_addresses=args.ip,
+        key_type=args.key_type,
+        days=args.days,
+    )
+    write_private_file(Path(args.out_key), key_pem, replace=True)
+    write_public_file(Path(args.out_cert), signed.certificate_pem + signed.chain_pem, replace=True)
+    return _issued(signed.certificate_pem, signed.chain_pem, args.out_cert)
+
+
+_CA_COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "init": cmd_ca_init,
+    "sign": cmd_ca_sign,
+    "issue": cmd_ca_issue,
+}
+
+
+# -- dispatch -------------------------------------------------------------------------------------
+
+
+def execute(args: argparse.Namespace) -> Any:
+    """Run the command; return its result model (raises the client's errors)."""
+    if args.command == "ca":
+        return _CA_COMMANDS[args.ca_command](args)
+    if args.command == "demo":
+        from gnoicert.client.demo import run_demo
+
+        return run_demo(
+            workdir=Path(args.workdir) if args.workdir else None,
+            daemon_command=args.daemon,
+            narrate=None if args.json else _narrator(),
+            timeout=args.timeout,
+        )
+    return asyncio.run(_run_rpc(args))
+
+
+def _narrator() -> Callable[[str], None]:
+    console = make_console()
+
+    def narrate(text: str) -> None:
+        console.print(text, markup=False)
+
+    return narrate
+
+
+def exit_code_of(result: Any) -> int:
+    """Results that are answers but not successes: a revocation with per-ID errors."""
+    if isinstance(result, RevokeResult) and not result.ok:
+        return 1
+    ok = getattr(result, "ok", True)
+    return 0 if ok is True else 1
+
+
+def run_command(args: argparse.Namespace) -> int:
+    result = execute(args)
+    if args.json:
+        print(dumps(result))
+    elif isinstance(result, CertificateListing):
+        render_listing(result, make_console(), details=args.details)
+    else:
+        render(result, make_console())
+    return exit_code_of(result)

@@ -1,0 +1,147 @@
+"""Per-ID locks and the single CA-bundle lock (semantics section 3, "Locks")."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from cryptography import x509
+
+from gnoicert.pki import crypto
+from gnoicert.proto import cert_pb2
+from tests.integration.test_service_rotate import open_rotation
+from tests.support.gnoi import (
+    FINALIZE,
+    SERVER_ID,
+    Operator,
+    certificate,
+    gen,
+    ins,
+    rot,
+)
+from tests.support.pki import TestCA
+from tests.support.status import expect, final_code
+
+BUSY = (grpc.StatusCode.ABORTED, "OPERATION_IN_PROGRESS")
+
+
+async def test_second_rotate_on_the_same_id_is_aborted_at_its_first_message(
+    operator: Operator,
+) -> None:
+    first, new = await open_rotation(operator)
+
+    second = operator.stub.Rotate(metadata=operator.metadata)
+    await second.write(rot(gen(SERVER_ID)))
+    failure = await expect(second.read(), *BUSY)
+    assert f"'{SERVER_ID}'" in failure.message
+
+    # A client-key Rotate names the ID only in its load: refused there.
+    third = operator.stub.Rotate(metadata=operator.metadata)
+    request, _ = operator.key_load(SERVER_ID)
+    await third.write(rot(request))
+    assert f"'{SERVER_ID}'" in (await expect(third.read(), *BUSY)).message
+
+    # An Install naming the ID waits for nobody either.
+    install = operator.stub.Install(metadata=operator.metadata)
+    await install.write(ins(gen(SERVER_ID)))
+    await expect(install.read(), *BUSY)
+
+    # The refused streams changed nothing; the first one still commits.
+    await first.write(FINALIZE)
+    assert await final_code(first) is grpc.StatusCode.OK
+    assert operator.store.committed_view().entities[SERVER_ID].fingerprint == new
+    await operator.rotate(SERVER_ID)
+
+
+async def test_two_installs_of_one_new_id(operator: Operator) -> None:
+    first = operator.stub.Install(metadata=operator.metadata)
+    await first.write(ins(gen("new")))
+    await first.read()
+    second = operator.stub.Install(metadata=operator.metadata)
+    request, _ = operator.key_load("new")
+    await second.write(ins(request))
+    await expect(second.read(), *BUSY)
+    first.cancel()
+    await operator.install("new")
+
+
+async def test_rotates_of_different_ids_run_side_by_side(operator: Operator) -> None:
+    await operator.install("web")
+    results = await asyncio.gather(operator.rotate(SERVER_ID), operator.rotate("web"))
+    entities = operator.store.committed_view().entities
+    assert [entities[SERVER_ID].fingerprint, entities["web"].fingerprint] == results
+
+
+async def test_revoke_reports_a_locked_id_and_succeeds_for_the_rest(operator: Operator) -> None:
+    await operator.install("web")
+    call, new = await open_rotation(operator)
+    reply = await operator.stub.RevokeCertificates(
+        cert_pb2.RevokeCertificatesRequest(certificate_id=[SERVER_ID, "web", "absent"]),
+        metadata=operator.metadata,
+    )
+    assert list(reply.revoked_certificate_id) == ["web", "absent"]
+    [error] = reply.certificate_revocation_error
+    assert error.certificate_id == SERVER_ID
+    assert SERVER_ID in error.error_message
+    assert set(operator.store.committed_view().entities) == {SERVER_ID}
+
+    await call.write(FINALIZE)
+    assert await final_code(call) is grpc.StatusCode.OK
+    assert operator.store.committed_view().entities[SERVER_ID].fingerprint == new
+
+
+async def test_unary_calls_on_a_locked_id_are_aborted(operator: Operator) -> None:
+    call, _ = await open_rotation(operator)
+    before = operator.state()
+    await expect(
+        operator.stub.GenerateCSR(gen(SERVER_ID), metadata=operator.metadata), *BUSY
+    )
+    request, _ = operator.key_load(SERVER_ID)
+    await expect(operator.stub.LoadCertificate(request, metadata=operator.metadata), *BUSY)
+    assert operator.state() == before
+    call.cancel()
+
+
+async def test_one_bundle_change_at_a_time(operator: Operator) -> None:
+    """A Rotate carrying ca_certificates holds the bundle until it ends."""
+    second_root = TestCA(name="second root").bundle_pem
+    await operator.install("web")
+    bundle = [operator.ca.bundle_pem, second_root]
+    request, new = operator.key_load(SERVER_ID, bundle=bundle)
+    call = operator.stub.Rotate(metadata=operator.metadata)
+    await call.write(rot(request))
+    await call.read()
+    before = operator.state()
+
+    unary = cert_pb2.LoadCertificateAuthorityBundleRequest(
+        ca_certificates=[certificate(operator.ca.bundle_pem)]
+    )
+    failure = await expect(
+        operator.stub.LoadCertificateAuthorityBundle(unary, metadata=operator.metadata), *BUSY
+    )
+    assert crypto.CA_BUNDLE_ID in failure.message
+    other = operator.stub.Rotate(metadata=operator.metadata)
+    other_request, _ = operator.key_load("web", bundle=[operator.ca.bundle_pem])
+    await other.write(rot(other_request))
+    await expect(other.read(), *BUSY)
+    install = operator.stub.Install(metadata=operator.metadata)
+    install_request, _ = operator.key_load("fresh", bundle=[operator.ca.bundle_pem])
+    await install.write(ins(install_request))
+    await expect(install.read(), *BUSY)
+    revoke = await operator.stub.RevokeCertificates(
+        cert_pb2.RevokeCertificatesRequest(certificate_id=[crypto.CA_BUNDLE_ID]),
+        metadata=operator.metadata,
+    )
+    assert [e.certificate_id for e in revoke.certificate_revocation_error] == [
+        crypto.CA_BUNDLE_ID
+    ]
+    assert operator.state() == before
+
+    await call.write(FINALIZE)
+    assert await final_code(call) is grpc.StatusCode.OK
+    committed = operator.store.committed_view()
+    assert committed.entities[SERVER_ID].fingerprint == new
+    assert len(x509.load_pem_x509_certificates(committed.ca_bundle_pem)) == 2
+    # Free again: the unary bundle load now goes through.
+    await operator.stub.LoadCertificateAuthorityBundle(unary, metadata=operator.metadata)
+    assert operator.store.committed_view().ca_bundle_pem == operator.ca.bundle_pem
