@@ -20,7 +20,9 @@ def crash_summary(request: pytest.FixtureRequest) -> list[str]:
     return request.config.stash[CRASH_SUMMARY]
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     lines = config.stash.get(CRASH_SUMMARY, [])
     if lines:
         terminalreporter.section("store crash test")

@@ -17,6 +17,7 @@ the state expected after each transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -114,9 +115,7 @@ def generate(seed: int, count: int, materials: int, bundles: int) -> tuple[list[
             kind = "install"
 
         def put(cert_id: str, origin: str = "client") -> Action:
-            return Action(
-                "put", cert_id, rng.randrange(materials), rng.random() < 0.5, origin
-            )
+            return Action("put", cert_id, rng.randrange(materials), rng.random() < 0.5, origin)
 
         actions: list[Action] = []
         pending = ""
@@ -152,7 +151,9 @@ def _emit(line: str) -> None:
     sys.stdout.flush()
 
 
-def _run(pool: Pool, ops: list[Op], state_dir: Path, start: int, stop: int, secret: bytes | None) -> None:
+def _run(
+    pool: Pool, ops: list[Op], state_dir: Path, start: int, stop: int, secret: bytes | None
+) -> None:
     from gnoicert.pki.store import KeyOrigin, Store
 
     store = Store.open(state_dir, key_secret=secret)
@@ -213,7 +214,14 @@ def serve(pool_path: Path, seed: int, count: int) -> None:
             os.close(go_read)
             code = 0
             try:
-                _run(pool, ops, state_dir, start, stop, bytes.fromhex(secret) if secret != "-" else None)
+                _run(
+                    pool,
+                    ops,
+                    state_dir,
+                    start,
+                    stop,
+                    bytes.fromhex(secret) if secret != "-" else None,
+                )
             except BaseException:
                 traceback.print_exc()
                 code = 1
@@ -223,10 +231,8 @@ def serve(pool_path: Path, seed: int, count: int) -> None:
                 os._exit(code)
         os.close(go_read)
         _emit(f"PID {pid}")
-        try:
+        with contextlib.suppress(BrokenPipeError):  # killed before it was told to start
             os.write(go_write, b"x")
-        except BrokenPipeError:
-            pass  # killed before it was told to start: fine, that is a kill too
         os.close(go_write)
         _, status = os.waitpid(pid, 0)
         _emit(f"EXIT {os.waitstatus_to_exitcode(status)}")

@@ -5,6 +5,7 @@ and the running configuration stays."""
 from __future__ import annotations
 
 import asyncio
+import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from gnoicert.proto import cert_pb2, system_pb2, system_pb2_grpc
 from gnoicert.target.policy import TlsMode
+from tests.support.daemon import probe_fingerprint
 from tests.support.flows import (
     ADMIN,
     ServerCert,
@@ -101,6 +103,11 @@ def _bad_files() -> dict[str, tuple[Callable[[Path], Path], str]]:
         path.write_text(path.read_text() + "[grpc\n")
         return path
 
+    def audit_elsewhere(d: Path) -> Path:
+        path = write_config(d, grpc_lines=[served])
+        path.write_text(path.read_text().replace("audit.jsonl", "elsewhere.jsonl"))
+        return path
+
     return {
         "syntax": (syntax, "invalid TOML"),
         "unknown-key": (lambda d: write_config(d, top_lines=["colour = 'blue'"]), "colour"),
@@ -113,6 +120,7 @@ def _bad_files() -> dict[str, tuple[Callable[[Path], Path], str]]:
             "grpc.hot_reloading",
         ),
         "listen-change": (lambda d: write_config(d, grpc_lines=[served], port=1), "grpc.listen"),
+        "audit-log-change": (audit_elsewhere, "audit_log"),
     }
 
 
@@ -140,3 +148,84 @@ async def test_bad_reload_is_refused_and_keeps_the_running_configuration(
     assert len(refused) == 1
     assert named in refused[0]["detail"]
     assert str(target.config_path) in refused[0]["detail"]
+
+
+async def test_stop_during_a_listener_replacement_leaves_no_listener(
+    tmp_path: Path, ca: TestCA
+) -> None:
+    """SIGTERM (stop) racing a reload that replaces the listener: nothing may outlive it."""
+    lines = ["hot_reloading = false"]
+    target = await start_target(tmp_path, grpc_lines=lines)
+    try:
+        channel = target.channel()
+        await install(cert_stub(channel), "srv", issue_server_cert(ca), bundle_pem=ca.bundle_pem)
+        await wait_for(lambda: target.daemon.listener_mode is TlsMode.MUTUAL, what="mutual TLS")
+        await channel.close()
+        write_config(tmp_path, grpc_lines=[*lines, 'local_certificate = "srv"'])
+        reload = asyncio.ensure_future(target.daemon.reload(target.config_path))
+        # Step the loop until the replacement is under way (the reconcile lock is only held
+        # across an await while a listener is being replaced).
+        for _ in range(10_000):
+            if target.daemon._reconcile_lock.locked():
+                break
+            await asyncio.sleep(0)
+        assert target.daemon._reconcile_lock.locked()
+        await target.daemon.stop(grace=0)
+        assert reload.done()
+        assert probe_fingerprint(target.address) is None
+    finally:
+        await target.close()
+
+
+def mode(target: Target) -> TlsMode:
+    return target.daemon.listener_mode
+
+
+async def test_reload_adding_and_removing_a_mutual_stanza_switches_the_mode(
+    tmp_path: Path, ca: TestCA
+) -> None:
+    target = await start_target(tmp_path)
+    try:
+        ca_file = tmp_path / "clients-ca.pem"
+        ca_file.write_bytes(ca.bundle_pem)
+        assert await time_ok(target.channel())
+        stanza = [
+            "[grpc.mutual_authentication]",
+            f'certificate_authority = "{ca_file}"',
+        ]
+        write_config(tmp_path, grpc_lines=stanza)
+        assert await target.daemon.reload(target.config_path)
+        assert mode(target) is TlsMode.MUTUAL
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await time_ok(target.channel())
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        chain, key = ca.client_credentials()
+        assert await time_ok(target.channel(client_chain_pem=chain, client_key_pem=key))
+
+        write_config(tmp_path)
+        assert await target.daemon.reload(target.config_path)
+        assert mode(target) is TlsMode.SERVER_ONLY
+        assert await time_ok(target.channel())
+        modes = [r["detail"] for r in audit_records(target.audit_path, event="mode_switch")]
+        assert modes == ["listener now mutual", "listener now server-only"]
+    finally:
+        await target.close()
+
+
+async def test_reload_reopens_the_audit_log_after_rotation(tmp_path: Path) -> None:
+    """logrotate moves the file away, then SIGHUP: new records go to a new file."""
+    target = await start_target(tmp_path)
+    try:
+        rotated = tmp_path / "audit.jsonl.1"
+        target.audit_path.rename(rotated)
+        assert await target.daemon.reload(target.config_path)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await system_pb2_grpc.SystemStub(target.channel()).Time(system_pb2.TimeRequest())
+        assert [r["event"] for r in audit_records(target.audit_path)] == [
+            "config_reload",
+            "auth_failed",
+        ]
+        assert stat.S_IMODE(target.audit_path.stat().st_mode) == 0o600
+        assert not audit_records(rotated, event="auth_failed")
+    finally:
+        await target.close()

@@ -20,6 +20,7 @@ from tests.support.flows import (
     audit_records,
     cert_stub,
     finalize,
+    fingerprint_of,
     install,
     issue_server_cert,
     listed,
@@ -171,5 +172,42 @@ async def test_without_hot_reloading_the_rotation_replaces_the_listener(
         assert await time_ok(serving.channel())
         assert target.daemon.listener_mode is TlsMode.MUTUAL
         assert await listed(stub) == {"srv": new.fingerprint}
+        # Audited as new credentials, not as a change of TLS mode (there was one: the first).
+        switches = audit_records(target.audit_path, event="mode_switch")
+        assert [r["detail"] for r in switches] == ["listener now mutual"]
+        replaced = [
+            r["detail"]
+            for r in audit_records(target.audit_path, event="credentials")
+            if r["detail"].startswith("listener")
+        ]
+        assert replaced == [
+            "listener replaced, still mutual (hot reloading is off)",  # local_certificate set
+            "listener replaced, still mutual (hot reloading is off)",  # the Rotate
+        ]
     finally:
         await target.close()
+
+
+async def test_revoking_the_server_certificate_keeps_sessions_and_serves_factory(
+    serving: ServingTarget,
+) -> None:
+    """Semantics section 4: established sessions, the caller's included, are not disturbed;
+    new handshakes get the factory certificate until the configuration names another."""
+    target = serving.target
+    caller = serving.channel()
+    stub = cert_stub(caller)
+    assert await time_ok(caller)
+    watch = state_watch(caller)
+    reply = await stub.RevokeCertificates(
+        cert_pb2.RevokeCertificatesRequest(certificate_id=["srv"]), metadata=ADMIN
+    )
+    assert list(reply.revoked_certificate_id) == ["srv"]
+    factory = fingerprint_of(target.factory_pem)
+    await wait_for(lambda: served_fingerprint(target.address) == factory, what="factory cert")
+    assert await time_ok(caller)
+    assert await listed(stub) == {}
+    assert not watch.done()
+    watch.cancel()
+    chain, key = serving.ca.client_credentials()
+    fresh = target.channel(target.factory_pem, client_chain_pem=chain, client_key_pem=key)
+    assert await time_ok(fresh)

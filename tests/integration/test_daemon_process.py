@@ -4,7 +4,11 @@ reload), the command line, and what a real run leaves on disk and in the logs.""
 from __future__ import annotations
 
 import asyncio
+import configparser
+import json
 import os
+import re
+import shlex
 import signal
 import stat
 import time
@@ -17,6 +21,8 @@ from cryptography import x509
 
 from gnoicert import __version__
 from gnoicert.proto import cert_pb2, system_pb2, system_pb2_grpc
+from gnoicert.target import config as config_module
+from gnoicert.target import server as server_module
 from tests.support.daemon import (
     Clients,
     private_keys_on_disk,
@@ -47,6 +53,7 @@ from tests.support.target import (
     served_certificate_der,
     served_fingerprint,
     spawn_target,
+    start_target,
     wait_for,
     write_config,
 )
@@ -188,6 +195,18 @@ async def test_passwd_then_sighup_admits_the_new_user(
         assert done.returncode == 0, done.stderr
         assert "ops-secret-42" not in config.read_text()
         assert run_gnoicertd("config", "check", str(config)).returncode == 0
+
+        # A broken file on SIGHUP is refused; the daemon keeps running on the old one.
+        good = config.read_text()
+        config.write_text(good + "[grpc\n")
+        proc.process.send_signal(signal.SIGHUP)
+        await wait_for(
+            lambda: bool(audit_records(proc.audit_path, event="config_reload")),
+            what="the refused reload",
+        )
+        assert audit_records(proc.audit_path, event="config_reload")[0]["outcome"] == "refused"
+        assert "configuration reload refused" in proc.stderr_text()
+        config.write_text(good)
 
         proc.process.send_signal(signal.SIGHUP)
         await wait_for(
@@ -340,3 +359,101 @@ async def test_keys_are_0600_and_never_logged(
         for fragment in key_fragments(pem):
             assert fragment not in logs
     assert os.environ.get("GRPC_TRACE") is None  # trace output would not be our log
+
+
+async def test_a_second_daemon_is_refused_cleanly(
+    tmp_path: Path, processes: list[TargetProcess]
+) -> None:
+    config = write_config(tmp_path)
+    first = spawn(processes, config)
+    same_state = run_gnoicertd("serve", "--config", str(config))
+    assert same_state.returncode == 1
+    assert "in use by another process" in same_state.stderr
+    assert "Traceback" not in same_state.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    port = int(first.address.rsplit(":", 1)[1])
+    same_port = run_gnoicertd("serve", "--config", str(write_config(other, port=port)))
+    assert same_port.returncode == 1
+    assert f"cannot bind 127.0.0.1:{port}" in same_port.stderr
+    assert "Traceback" not in same_port.stderr
+    assert first.terminate() == 0
+
+
+async def test_restart_closes_rotations_the_audit_log_left_open(tmp_path: Path, ca: TestCA) -> None:
+    """What a crash can leave in the log: a Rotate whose commit landed but whose "committed"
+    record did not, one that never committed, and a torn last line."""
+    target = await start_target(tmp_path)
+    srv = issue_server_cert(ca)
+    try:
+        await install(cert_stub(target.channel()), "srv", srv, bundle_pem=ca.bundle_pem)
+    finally:
+        await target.close()
+    audit = tmp_path / "audit.jsonl"
+    applied = {"event": "rotate", "rpc": "/gnoi.certificate.CertificateManagement/Rotate"}
+    lines = [
+        {
+            **applied,
+            "outcome": "applied",
+            "certificate_id": "srv",
+            "new_fingerprint": srv.fingerprint,
+        },
+        {**applied, "outcome": "applied", "certificate_id": "gone", "new_fingerprint": "ab" * 32},
+    ]
+    with audit.open("a") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+        f.write('{"event":"rotate","outcome":"appl')
+    target = await start_target(tmp_path)
+    await target.close()
+    text = audit.read_text().splitlines()
+    torn = text.index('{"event":"rotate","outcome":"appl')  # ended, not glued to a record
+    records = [json.loads(line) for line in text[:torn] + text[torn + 1 :]]
+    closing = [
+        (r["event"], r["outcome"], r["certificate_id"], r["detail"])
+        for r in records
+        if r.get("event") in ("commit", "rollback")
+    ]
+    assert closing == [
+        ("commit", "committed", "srv", "found committed at restart after a crash"),
+        ("rollback", "rolled_back", "gone", "rolled back at restart after a crash"),
+    ]
+
+
+# -- packaging ----------------------------------------------------------------------------------
+
+PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
+
+
+def test_example_configuration_is_valid_and_documents_every_key() -> None:
+    example = PACKAGING / "gnoicertd.toml.example"
+    checked = run_gnoicertd("config", "check", str(example))
+    assert checked.returncode == 0, checked.stderr
+    text = example.read_text()
+    keys = (
+        config_module._TOP_KEYS
+        + config_module._GRPC_KEYS
+        + config_module._MUTUAL_KEYS
+        + config_module._USER_KEYS
+    )
+    for key in keys:
+        # A key line, or a table header ([grpc], [[users]], [grpc.mutual_authentication]).
+        pattern = rf"^#? ?({key} = |\[\[?(grpc\.)?{key}\]\]?$)"
+        assert re.search(pattern, text, re.MULTILINE), key
+
+
+def test_systemd_unit_runs_serve_and_reloads_with_sighup() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment, method-assign]
+    unit.read(PACKAGING / "gnoicertd.service")
+    service = unit["Service"]
+    start = shlex.split(service["ExecStart"])
+    assert Path(start[0]).name == "gnoicertd"
+    args = server_module._parser().parse_args(start[1:])
+    assert args.command == "serve"
+    check = shlex.split(service["ExecStartPre"])
+    assert check[1:3] == ["config", "check"]
+    assert check[3] == str(args.config)
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert service["KillSignal"] == "SIGTERM"
+    assert service["RestartPreventExitStatus"] == "2"  # configuration errors exit 2
+    assert service["StateDirectoryMode"] == "0700"

@@ -3,6 +3,7 @@
 Modules, one job each:
     channel     ChannelOptions and grpc.aio channels (TLS, mutual TLS, name override, metadata)
     workflows   CertClient: every RPC, and the Install and Rotate workflows (async)
+    streams     one Install/Rotate stream: write, read, read to the end, errors translated
     sync        SyncCertClient: the same, blocking, on its own asyncio.Runner
     steps       Install/Rotate decisions with no I/O (key source, material split, step order)
     messages    protobuf request building and response parsing

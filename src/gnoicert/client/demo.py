@@ -379,6 +379,16 @@ async def _lifecycle(
             out.append(f"exit status {code}")
 
 
+def _print_log_tail(path: Path, count: int = 15) -> None:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-count:]
+    except OSError:
+        return
+    print(f"gnoicert demo: the last lines of {path}:", file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+
+
 def run_demo(
     *,
     workdir: Path | None = None,
@@ -399,7 +409,12 @@ def run_demo(
             workdir.mkdir(parents=True, exist_ok=True)
             directory = workdir
         directory.chmod(0o700)
-        asyncio.run(_lifecycle(directory, command, narrator, timeout))
+        try:
+            asyncio.run(_lifecycle(directory, command, narrator, timeout))
+        except BaseException:
+            # The work directory may be about to vanish: keep what the daemon said.
+            _print_log_tail(directory / "gnoicertd.log")
+            raise
     elapsed = time.monotonic() - started
     return DemoResult(
         steps=tuple(narrator.steps),

@@ -122,7 +122,11 @@ def _install(result: InstallResult, console: Console) -> None:
 
     _preflight(result.preflight, console)
     if result.dry_run:
-        console.print(f"dry run: {result.certificate_id} passed preflight; nothing was installed")
+        console.print(
+            f"dry run: {result.certificate_id} passed preflight for {result.target}; "
+            "nothing was installed",
+            markup=False,
+        )
         return
     bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
     console.print(
@@ -137,7 +141,11 @@ def _rotate(result: RotateResult, console: Console) -> None:
 
     _preflight(result.preflight, console)
     if result.dry_run:
-        console.print(f"dry run: {result.certificate_id} passed preflight; nothing was rotated")
+        console.print(
+            f"dry run: {result.certificate_id} passed preflight for {result.target}; "
+            "nothing was rotated",
+            markup=False,
+        )
         return
     _checks("validation", result.validation, console)
     bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
@@ -183,7 +191,6 @@ def _listing(listing: CertificateListing, console: Console, *, details: bool = F
             "ID",
             "Common name",
             "SANs",
-            "Issuer",
             "Key",
             "Not after",
             "Days left",
@@ -257,7 +264,11 @@ def _csr(result: GeneratedCsr, console: Console) -> None:
 def _load(result: LoadResult, console: Console) -> None:
     _preflight(result.preflight, console)
     if result.dry_run:
-        console.print(f"dry run: {result.certificate_id} passed preflight; nothing was loaded")
+        console.print(
+            f"dry run: {result.certificate_id} passed preflight for {result.target}; "
+            "nothing was loaded",
+            markup=False,
+        )
         return
     bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
     console.print(

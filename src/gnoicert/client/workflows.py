@@ -31,7 +31,6 @@ from gnoicert.client.errors import (
     ProtocolError,
     RpcFailed,
     ValidationFailed,
-    rpc_failed,
     translate_rpc_errors,
 )
 from gnoicert.client.models import (
@@ -60,6 +59,7 @@ from gnoicert.client.steps import (
     should_probe,
     split_material,
 )
+from gnoicert.client.streams import Stream, StreamCall
 from gnoicert.client.validation import validate_rotation, wait_for_rollback
 from gnoicert.pki.crypto import (
     PrivateKey,
@@ -76,8 +76,6 @@ from gnoicert.pki.errors import BadEncoding, PkiError
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
 
 _log = logging.getLogger("gnoicert.client")
-
-_StreamCall = grpc.aio.StreamStreamCall[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +96,11 @@ _ROTATE = _Flavour("Rotate", "rotate_response", messages.rotate_generate, messag
 class _Loaded:
     """A stream after its load step (or after preflight, for a dry run)."""
 
-    call: _StreamCall
+    stream: Stream
     material: Material
     key_source: KeySource
     preflight: PreflightReport
     dry_run: bool
-
-
-def _cancel_if_running(call: _StreamCall) -> None:
-    if not call.done():
-        call.cancel()
 
 
 class CertClient:
@@ -298,12 +291,10 @@ class CertClient:
         loaded = await self._load_over_stream(_INSTALL, spec)
         try:
             if not loaded.dry_run:
-                await loaded.call.done_writing()
-                await self._finish(loaded.call, _INSTALL.rpc, after_load=False)
-        except grpc.aio.AioRpcError as exc:
-            raise rpc_failed(exc, target=self.target, rpc=_INSTALL.rpc) from exc
+                await loaded.stream.half_close()
+                await loaded.stream.finish()
         finally:
-            _cancel_if_running(loaded.call)
+            loaded.stream.cancel_if_running()
         leaf = loaded.material.leaf
         _log.info("Install %s: done (%s)", spec.certificate_id, fingerprint(leaf))
         return InstallResult(
@@ -350,15 +341,15 @@ class CertClient:
                         check.detail,
                     )
                 if any(check.status == "fail" for check in checks):
-                    loaded.call.cancel()
+                    loaded.stream.cancel_if_running()
                     if spec.check_served_certificate:
                         checks += (await wait_for_rollback(self.options, new_fingerprint),)
                     raise ValidationFailed(
                         certificate_id=spec.certificate_id, checks=checks, target=self.target
                     )
-                await self._finalize(loaded.call)
+                await self._finalize(loaded.stream)
         finally:
-            _cancel_if_running(loaded.call)
+            loaded.stream.cancel_if_running()
         _log.info("Rotate %s: done (%s)", spec.certificate_id, new_fingerprint)
         return RotateResult(
             target=self.target,
@@ -380,12 +371,12 @@ class CertClient:
     def _call_options(self) -> dict[str, Any]:
         return {"metadata": self.options.metadata(), "timeout": self.options.timeout}
 
-    def _open_stream(self, flavour: _Flavour) -> _StreamCall:
+    def _open_stream(self, flavour: _Flavour) -> Stream:
         method = self._cert.Install if flavour is _INSTALL else self._cert.Rotate
-        call: _StreamCall = method(
+        call: StreamCall = method(
             metadata=self.options.metadata(), timeout=self.options.stream_timeout
         )
-        return call
+        return Stream(call=call, target=self.target, rpc=flavour.rpc, timeout=self.options.timeout)
 
     async def _probe_can_generate(self, spec: InstallSpec) -> bool | None:
         """CanGenerateCSR on the same connection; None when the target does not implement it."""
@@ -403,7 +394,7 @@ class CertClient:
 
     async def _load_over_stream(self, flavour: _Flavour, spec: InstallSpec) -> _Loaded:
         """Open the stream and take it through key, CSR, signing, preflight and load."""
-        call = self._open_stream(flavour)
+        stream = self._open_stream(flavour)
         try:
             can_generate = await self._probe_can_generate(spec)
             key_source = choose_key_source(spec.key_source, spec.csr.key_type, can_generate)
@@ -411,13 +402,13 @@ class CertClient:
             csr_public_key: PublicKey | None = None
             if key_source == "target":
                 try:
-                    csr_pem = await self._target_csr(call, flavour, spec)
+                    csr_pem = await self._target_csr(stream, flavour, spec)
                 except RpcFailed as exc:
                     if exc.code != grpc.StatusCode.UNIMPLEMENTED or spec.key_source != "auto":
                         raise
                     _log.info("%s: target cannot generate the key; making it here", flavour.rpc)
-                    _cancel_if_running(call)
-                    call = self._open_stream(flavour)
+                    stream.cancel_if_running()
+                    stream = self._open_stream(flavour)
                     key_source = "client"
             if key_source == "client":
                 key, csr_pem = await self._client_csr(spec.csr)
@@ -439,9 +430,9 @@ class CertClient:
                 _log.info(
                     "%s %s: dry run, stopping after preflight", flavour.rpc, spec.certificate_id
                 )
-                _cancel_if_running(call)
+                stream.cancel_if_running()
                 return _Loaded(
-                    call=call,
+                    stream=stream,
                     material=material,
                     key_source=key_source,
                     preflight=report,
@@ -454,20 +445,20 @@ class CertClient:
                 public_key_pem=_public_pem(key) if key is not None else None,
                 ca_certificates=material.bundle_pems,
             )
-            await self._write(call, flavour.load(request), flavour.rpc)
-            response = await self._read(call, flavour.rpc)
+            await stream.write(flavour.load(request))
+            response = await stream.read()
             expect_case(response.WhichOneof(flavour.oneof), "load_certificate")
             _log.info("%s %s: certificate loaded", flavour.rpc, spec.certificate_id)
         except BaseException:
-            _cancel_if_running(call)
+            stream.cancel_if_running()
             raise
         return _Loaded(
-            call=call, material=material, key_source=key_source, preflight=report, dry_run=False
+            stream=stream, material=material, key_source=key_source, preflight=report, dry_run=False
         )
 
-    async def _target_csr(self, call: _StreamCall, flavour: _Flavour, spec: InstallSpec) -> bytes:
-        await self._write(call, flavour.generate(spec.certificate_id, spec.csr), flavour.rpc)
-        response = await self._read(call, flavour.rpc)
+    async def _target_csr(self, stream: Stream, flavour: _Flavour, spec: InstallSpec) -> bytes:
+        await stream.write(flavour.generate(spec.certificate_id, spec.csr))
+        response = await stream.read()
         expect_case(response.WhichOneof(flavour.oneof), "generated_csr")
         _log.info("%s %s: target generated the CSR", flavour.rpc, spec.certificate_id)
         return messages.csr_from_generated(response.generated_csr)
@@ -512,61 +503,11 @@ class CertClient:
             raise PreflightFailed(report=report, target=self.target)
         return report
 
-    async def _write(
-        self, call: _StreamCall, request: Any, rpc: str, *, after_load: bool = False
-    ) -> None:
-        try:
-            await call.write(request)
-        except grpc.aio.AioRpcError as exc:
-            raise rpc_failed(exc, target=self.target, rpc=rpc, after_load=after_load) from exc
-        except asyncio.InvalidStateError:
-            raise ProtocolError(
-                f"the target ended the {rpc} stream early", target=self.target
-            ) from None
-
-    async def _read(self, call: _StreamCall, rpc: str, *, after_load: bool = False) -> Any:
-        try:
-            response = await asyncio.wait_for(call.read(), timeout=self.options.timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise rpc_failed(exc, target=self.target, rpc=rpc, after_load=after_load) from exc
-        except TimeoutError:
-            call.cancel()
-            raise RpcFailed(
-                code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                details=f"no answer within {self.options.timeout:g} s",
-                target=self.target,
-                rpc=rpc,
-            ) from None
-        if response is grpc.aio.EOF:
-            raise ProtocolError(
-                f"the target ended the {rpc} stream without an answer", target=self.target
-            )
-        return response
-
-    async def _finish(self, call: _StreamCall, rpc: str, *, after_load: bool) -> None:
-        """Read to the end of the stream: the final status must be OK."""
-        try:
-            response = await asyncio.wait_for(call.read(), timeout=self.options.timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise rpc_failed(exc, target=self.target, rpc=rpc, after_load=after_load) from exc
-        except TimeoutError:
-            raise RpcFailed(
-                code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                details=f"the {rpc} stream did not end within {self.options.timeout:g} s",
-                target=self.target,
-                rpc=rpc,
-            ) from None
-        if response is not grpc.aio.EOF:
-            raise ProtocolError(f"unexpected message at the end of {rpc}", target=self.target)
-
-    async def _finalize(self, call: _StreamCall) -> None:
+    async def _finalize(self, stream: Stream) -> None:
         """Send Finalize, half-close, and wait for the final status (an error means rollback)."""
-        await self._write(call, messages.rotate_finalize(), _ROTATE.rpc, after_load=True)
-        try:
-            await call.done_writing()
-        except grpc.aio.AioRpcError as exc:
-            raise rpc_failed(exc, target=self.target, rpc=_ROTATE.rpc, after_load=True) from exc
-        await self._finish(call, _ROTATE.rpc, after_load=True)
+        await stream.write(messages.rotate_finalize(), after_load=True)
+        await stream.half_close(after_load=True)
+        await stream.finish(after_load=True)
 
 
 def _load_key(private_key_pem: bytes) -> PrivateKey:

@@ -37,17 +37,13 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gnoicert.pki import _store_files as files
+from gnoicert.pki import _store_recovery as recovery
 from gnoicert.pki import crypto
-from gnoicert.pki.errors import PkiError, ResourceBusy, StoreFailure
+from gnoicert.pki.errors import ResourceBusy, StoreFailure
 
 _LOG = logging.getLogger(__name__)
-
-_ENCRYPTED_PEM = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 
 
 class KeyOrigin(enum.StrEnum):
@@ -314,7 +310,7 @@ class Store:
         self._generations = state_dir / files.GENERATIONS_NAME
         self._pending_dir = state_dir / files.PENDING_NAME
         self._factory_dir = state_dir / files.FACTORY_NAME
-        self._key_secret = key_secret
+        self._codec = recovery.KeyCodec(key_secret)
         self._lock_fd = lock_fd
         # _mutex guards the in-memory state below and is never held during disk I/O, so view()
         # never waits for a write. _writer serializes disk writes of generations and the
@@ -347,8 +343,7 @@ class Store:
         key_secret, when given, encrypts private keys at rest (bytes read from a machine secret
         file by the caller); keys written without it cannot be read with it and vice versa.
         """
-        if key_secret is not None and not key_secret:
-            raise ValueError("key_secret must not be empty (pass None for unencrypted keys)")
+        recovery.KeyCodec(key_secret)  # refuses an empty secret before anything is touched
         state_dir = Path(state_dir)
         try:
             state_dir.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
@@ -406,8 +401,10 @@ class Store:
     def subscribe(self, callback: Callable[[StoreView], None]) -> Callable[[], None]:
         """Call callback(view()) after every change of the effective view; returns unsubscribe.
 
-        Called outside the store's locks, in the thread that made the change, in order and never
-        with a view older than one already delivered; an exception is logged, not propagated.
+        Called in the thread that made the change, without the store's state lock held (a
+        callback may read or change the store), in order, never with a view older than one
+        already delivered, and only when the entities or the bundle differ (committing exactly
+        what was applied calls nobody). An exception is logged, not propagated.
         """
         token = next(self._serials)
         with self._mutex:
@@ -433,7 +430,7 @@ class Store:
     def put_pending_key(self, cert_id: str, private_key_pem: bytes, *, expires_ns: int) -> None:
         crypto.validate_certificate_id(cert_id)
         key_pem = bytes(private_key_pem)
-        stored = self._encode_key(key_pem)
+        stored = self._codec.encode(key_pem)
         with self._pending_lock:
             self._check_usable()
             try:
@@ -467,7 +464,7 @@ class Store:
 
     def save_factory_credentials(self, certificate_pem: bytes, private_key_pem: bytes) -> None:
         certificate_pem, private_key_pem = bytes(certificate_pem), bytes(private_key_pem)
-        stored_key = self._encode_key(private_key_pem)
+        stored_key = self._codec.encode(private_key_pem)
         with self._writer:
             self._check_usable()
             try:
@@ -665,7 +662,7 @@ class Store:
             if cert_id not in changed and old is not None and base_dir is not None:
                 records[cert_id] = old
                 continue
-            stored_key = self._encode_key(entity.private_key_pem)
+            stored_key = self._codec.encode(entity.private_key_pem)
             new_files[cert_id] = files.EntityFiles(
                 entity.certificate_pem, entity.chain_pem, stored_key
             )
@@ -774,181 +771,52 @@ class Store:
                         "store subscriber %s failed", getattr(callback, "__qualname__", "?")
                     )
 
-    # --- keys at rest -------------------------------------------------------------------------
-
-    def _encode_key(self, private_key_pem: bytes) -> bytes:
-        if self._key_secret is None:
-            return private_key_pem
-        try:
-            key = serialization.load_pem_private_key(
-                private_key_pem, None, unsafe_skip_rsa_key_validation=True
-            )
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise StoreFailure("a private key to store is not an unencrypted PEM key") from None
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(self._key_secret),
-        )
-
-    def _decode_key(self, stored: bytes, where: str) -> bytes:
-        encrypted = _ENCRYPTED_PEM in stored
-        if self._key_secret is None:
-            if encrypted:
-                raise StoreFailure(f"{where} is encrypted: the key_secret is missing or wrong")
-            return stored
-        if not encrypted:
-            raise StoreFailure(
-                f"{where} is not encrypted but a key_secret was given: the key_secret is "
-                "missing or wrong"
-            )
-        try:
-            # Keys this process wrote itself: skip the slow RSA consistency check (36 ms a key).
-            key = serialization.load_pem_private_key(
-                stored, self._key_secret, unsafe_skip_rsa_key_validation=True
-            )
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise StoreFailure(
-                f"cannot decrypt {where}: the key_secret is missing or wrong"
-            ) from None
-        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raise StoreFailure(f"{where} holds an unsupported key type")
-        return crypto.private_key_to_pem(key)
-
     # --- recovery -----------------------------------------------------------------------------
 
     def _recover(self) -> None:
         try:
-            self._recover_files()
+            found = recovery.recover(self._path, self._codec)
         except files.CorruptState as exc:
             raise StoreFailure(f"state directory {self._path} is damaged: {exc}") from None
         except OSError as exc:
             raise StoreFailure(f"cannot read the state directory {self._path}: {exc}") from exc
-
-    def _recover_files(self) -> None:
-        removed = False
-        for entry in os.listdir(self._path):
-            if entry.startswith(files.TMP_PREFIX):
-                files.remove_path(self._path / entry)
-                removed = True
-        files.ensure_dir(self._generations)
-        current = files.read_current(self._path)
-        for entry in os.listdir(self._generations):
-            if entry != str(current):
-                # Uncommitted (a crash before the swap) or old (a crash before its removal).
-                _LOG.info("recovery: removing %s/%s", files.GENERATIONS_NAME, entry)
-                files.remove_path(self._generations / entry)
-                removed = True
-        if removed:
-            files.fsync_dir(self._generations)
-            files.fsync_dir(self._path)
-        if current:
-            content = files.read_generation(self._generations / str(current), current)
-            entities: dict[str, CertificateEntity] = {}
-            for cert_id, rec in content.manifest.entities.items():
-                stored = content.files[cert_id]
-                where = (
-                    f"the key of certificate ID {cert_id!r} "
-                    f"({files.GENERATIONS_NAME}/{current}/{files.CERTIFICATES_NAME}/{cert_id}/"
-                    f"{files.KEY_FILE})"
-                )
-                try:
-                    key_origin = KeyOrigin(rec.key_origin)
-                except ValueError:
-                    raise files.CorruptState(f"unknown key_origin for {cert_id!r}") from None
-                entities[cert_id] = CertificateEntity(
-                    cert_id=cert_id,
-                    certificate_pem=stored.certificate,
-                    chain_pem=stored.chain,
-                    private_key_pem=self._decode_key(stored.key, where),
-                    key_origin=key_origin,
-                    created_ns=rec.created_ns,
-                    modified_ns=rec.modified_ns,
-                    version=rec.version,
-                )
-            self._manifest = content.manifest
-            self._committed = _make_view(entities, content.bundle_pem, current)
-            self._effective = self._notified = self._committed
-        self._next_generation = current + 1
-        files.ensure_dir(self._pending_dir)
-        self._recover_pending()
-        files.ensure_dir(self._factory_dir)
-        self._recover_factory()
-        view = self._committed
+        entities: dict[str, CertificateEntity] = {}
+        for cert_id, stored in found.entities.items():
+            record = found.manifest.entities[cert_id]
+            try:
+                key_origin = KeyOrigin(record.key_origin)
+            except ValueError:
+                raise StoreFailure(
+                    f"state directory {self._path} is damaged: unknown key_origin "
+                    f"{record.key_origin!r} for certificate ID {cert_id!r}"
+                ) from None
+            entities[cert_id] = CertificateEntity(
+                cert_id=cert_id,
+                certificate_pem=stored.certificate,
+                chain_pem=stored.chain,
+                private_key_pem=stored.key,
+                key_origin=key_origin,
+                created_ns=record.created_ns,
+                modified_ns=record.modified_ns,
+                version=record.version,
+            )
+        self._manifest = found.manifest
+        self._committed = _make_view(entities, found.bundle_pem, found.generation)
+        self._effective = self._notified = self._committed
+        self._next_generation = found.generation + 1
+        self._pending = {
+            cert_id: _PendingKey(expires_ns, key_pem)
+            for cert_id, (expires_ns, key_pem) in found.pending.items()
+        }
+        self._factory = found.factory
         _LOG.info(
             "opened store %s: generation %d, %d certificate(s), CA bundle %s, %d pending key(s)",
             self._path,
-            view.generation,
-            len(view.entities),
-            "loaded" if view.ca_bundle_pem else "empty",
+            found.generation,
+            len(entities),
+            "loaded" if found.bundle_pem else "empty",
             len(self._pending),
         )
-
-    def _recover_pending(self) -> None:
-        now = time.time_ns()
-        installed = {entity.private_key_pem for entity in self._committed.entities.values()}
-        removed = False
-        for entry in sorted(os.listdir(self._pending_dir)):
-            path = self._pending_dir / entry
-            cert_id = entry.removesuffix(".json")
-            if entry.startswith(files.TMP_PREFIX):
-                files.remove_path(path)
-                removed = True
-                continue
-            try:
-                crypto.validate_certificate_id(cert_id)
-                if not entry.endswith(".json"):
-                    raise ValueError(entry)
-            except (PkiError, ValueError):
-                _LOG.warning("recovery: ignoring unexpected file %s/%s", files.PENDING_NAME, entry)
-                continue
-            try:
-                expires_ns, stored = files.read_pending(path)
-            except files.CorruptState as exc:
-                _LOG.warning("recovery: removing %s", exc)
-                files.remove_path(path)
-                removed = True
-                continue
-            if expires_ns <= now:
-                files.remove_path(path)
-                removed = True
-                continue
-            key_pem = self._decode_key(stored, f"the pending key of certificate ID {cert_id!r}")
-            if key_pem in installed:
-                # Consumed by a commit that crashed before removing it: never reuse a key.
-                files.remove_path(path)
-                removed = True
-                continue
-            self._pending[cert_id] = _PendingKey(expires_ns, key_pem)
-        if removed:
-            files.fsync_dir(self._pending_dir)
-
-    def _recover_factory(self) -> None:
-        removed = False
-        for entry in os.listdir(self._factory_dir):
-            if entry.startswith(files.TMP_PREFIX):
-                files.remove_path(self._factory_dir / entry)
-                removed = True
-        if removed:
-            files.fsync_dir(self._factory_dir)
-        try:
-            certificate_pem = (self._factory_dir / files.CERTIFICATE_FILE).read_bytes()
-            stored_key = (self._factory_dir / files.KEY_FILE).read_bytes()
-        except FileNotFoundError:
-            return
-        key_pem = self._decode_key(stored_key, "the factory key (factory/key.pem)")
-        try:
-            key = serialization.load_pem_private_key(
-                key_pem, None, unsafe_skip_rsa_key_validation=True
-            )
-            if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-                raise ValueError("unsupported key type")
-            crypto.check_key_matches(_parse_leaf(certificate_pem), key)
-        except (PkiError, ValueError, TypeError, UnsupportedAlgorithm):
-            # Only an interrupted save gets here; the server makes new factory credentials.
-            _LOG.warning("recovery: factory certificate and key do not form a pair; ignoring them")
-            return
-        self._factory = (certificate_pem, key_pem)
 
 
 def _summarize(txn: Transaction) -> str:

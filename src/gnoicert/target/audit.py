@@ -180,7 +180,27 @@ class AuditLog:
         if not path.parent.exists():
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        return os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o600)
+        try:
+            if _ends_torn(path):
+                # A crash cut the last record short: end that line, so the next record is
+                # not glued to it and stays readable.
+                _write_all(fd, b"\n")
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _ends_torn(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:  # not readable by us: nothing to repair that we could see
+        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 
 import grpc
@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gnoicert import __version__
 from gnoicert.pki import crypto
+from gnoicert.pki.errors import PkiError
 from gnoicert.pki.store import Store
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
 from gnoicert.target import policy
@@ -196,6 +197,7 @@ class Daemon:
         )
         self._system_service = SystemService(gate)
         self._stopped = asyncio.Event()
+        self._tasks: set[asyncio.Task[object]] = set()  # the loop keeps only weak references
 
     @property
     def port(self) -> int:
@@ -262,7 +264,14 @@ class Daemon:
     def schedule_reconcile(self) -> None:
         """Called from RPC done-callbacks (event loop thread)."""
         if self._loop is not None and not self._stopped.is_set():
-            self._loop.create_task(self.reconcile())
+            self.spawn(self.reconcile())
+
+    def spawn(self, work: Coroutine[object, object, object]) -> None:
+        """Run work as a task that is kept referenced until it ends."""
+        assert self._loop is not None
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def reconcile(self) -> None:
         """Replace the listener when the mode changed, or any credential with hot reload off."""
@@ -274,26 +283,29 @@ class Daemon:
             changed = current != self._served
             if wanted is self._listener_mode and (self.config.grpc.hot_reloading or not changed):
                 return
-            old = self._server
+            old, switching = self._server, wanted is not self._listener_mode
             log.info(
                 "replacing the listener: %s -> %s%s",
                 self._listener_mode,
                 wanted,
-                "" if wanted is not self._listener_mode else " (hot reloading is off)",
+                "" if switching else " (hot reloading is off)",
             )
             stopping = asyncio.ensure_future(old.stop(self.config.grpc.shutdown_grace_s))
             await asyncio.sleep(0)
             address = f"{self.config.grpc.listen.rsplit(':', 1)[0]}:{self._port}"
             await self._open_listener(address)
             if wanted is not policy.TlsMode.INSECURE:
+                # Only a change of mode is a mode switch; a restart for new credentials is not.
                 self.audit.record(
                     AuditRecord(
-                        event="mode_switch",
+                        event="mode_switch" if switching else "credentials",
                         rpc="",
                         outcome="ok",
                         certificate_id=current.source,
                         new_fingerprint=current.fingerprint,
-                        detail=f"listener now {wanted}",
+                        detail=f"listener now {wanted}"
+                        if switching
+                        else f"listener replaced, still {wanted} (hot reloading is off)",
                     )
                 )
             await stopping
@@ -306,6 +318,11 @@ class Daemon:
                 raise ConfigError(f"{path}: state_dir cannot change while running; restart")
             if new.grpc.listen != self.config.grpc.listen:
                 raise ConfigError(f"{path}: grpc.listen cannot change while running; restart")
+            # The store and the audit log stay open on the old ones: never switch silently.
+            if new.audit_log != self.config.audit_log:
+                raise ConfigError(f"{path}: audit_log cannot change while running; restart")
+            if new.key_secret_file != self.config.key_secret_file:
+                raise ConfigError(f"{path}: key_secret_file cannot change while running; restart")
             external = read_external_ca(new)
         except ConfigError as exc:
             log.error("configuration reload refused, keeping the running one: %s", exc)
@@ -332,9 +349,13 @@ class Daemon:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        if self._server is not None:
+        # A listener replacement in progress finishes first; otherwise its new server would
+        # outlive the stop.
+        async with self._reconcile_lock:
+            server = self._server
+        if server is not None:
             await self._health.enter_graceful_shutdown()
-            await self._server.stop(self.config.grpc.shutdown_grace_s if grace is None else grace)
+            await server.stop(self.config.grpc.shutdown_grace_s if grace is None else grace)
         self.credentials.close()
         self.store.close()
         self.audit.close()
@@ -350,12 +371,20 @@ async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    port = await daemon.start()
+    except (PkiError, OSError) as exc:  # state directory in use or unreadable, audit log
+        log.error("cannot start: %s", exc)
+        return 1
+    try:
+        port = await daemon.start()
+    except OSError as exc:  # the port is in use
+        log.error("cannot start: %s", exc)
+        await daemon.stop(grace=0)
+        return 1
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
     loop.add_signal_handler(signal.SIGINT, stop_requested.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(daemon.reload(config_path)))
+    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.spawn(daemon.reload(config_path)))
     if ready_file is not None:
         tmp = ready_file.with_name(ready_file.name + ".tmp")
         tmp.write_text(f"{config.grpc.listen_host}:{port}\n")

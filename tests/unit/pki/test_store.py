@@ -597,6 +597,19 @@ class TestSubscribers:
         install(store, "c", material.pairs[2])
         assert len(seen) == 3
 
+    def test_commit_of_what_was_applied_calls_nobody(
+        self, store: Store, material: Material
+    ) -> None:
+        """The effective view does not change: the TLS manager has nothing to reload."""
+        seen: list[StoreView] = []
+        store.subscribe(seen.append)
+        with store.begin() as txn:
+            put(txn, "a", material.pairs[0])
+            txn.apply()
+            txn.commit()
+        assert len(seen) == 1
+        assert "a" in store.committed_view().entities
+
     def test_view_passed_is_the_effective_view(self, store: Store, material: Material) -> None:
         seen: list[StoreView] = []
         store.subscribe(seen.append)
