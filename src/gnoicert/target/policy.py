@@ -74,6 +74,7 @@ def bundle_locks_out(
     server_chain: tuple[x509.Certificate, ...] | None,
     caller_certificate: x509.Certificate | None,
     bundle_verifies_clients: bool,
+    known_cas: tuple[x509.Certificate, ...] = (),
 ) -> str | None:
     """Why a new CA bundle would lock the operator out, or None when it is safe.
 
@@ -91,7 +92,9 @@ def bundle_locks_out(
     if (
         bundle_verifies_clients
         and caller_certificate is not None
-        and not crypto.chain_verifies(caller_certificate, (), new_bundle)
+        # The TLS stack shows only the caller's leaf; the intermediates it sent are usually
+        # in a bundle (old or new), so they may complete the path to the new bundle's roots.
+        and not crypto.chain_verifies(caller_certificate, (*new_bundle, *known_cas), new_bundle)
     ):
         return (
             "the new CA bundle does not verify your own client certificate "
