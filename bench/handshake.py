@@ -79,9 +79,9 @@ async def start_daemon(config: Path) -> Daemon:
 
 
 async def start_static(daemon: Daemon) -> tuple[grpc.aio.Server, int]:
-    """The same servicers (same authentication per call) behind static credentials."""
+    """The same servicers and interceptor (same work per call) behind static credentials."""
     served = daemon.credentials.current
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(interceptors=[daemon._in_flight], options=[("grpc.so_reuseport", 0)])
     cert_pb2_grpc.add_CertificateManagementServicer_to_server(daemon._cert_service, server)
     system_pb2_grpc.add_SystemServicer_to_server(daemon._system_service, server)
     creds = grpc.ssl_server_credentials([(served.key_pem, served.chain_pem)])

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.bundle import Bundle, make_bundle
+from tests.support.faults import fsync  # noqa: F401 (a fixture)
 from tests.support.gnoi import Launcher, Operator
 from tests.support.pki import PrivateKey, TestCA, ec_key, rsa_key
 from tests.support.target import Target, start_target
@@ -25,6 +27,12 @@ def foreign_ca() -> TestCA:
 def client_keys() -> dict[str, PrivateKey]:
     """Key pairs a client makes itself (wire.md case 2), by the encoding they are sent in."""
     return {"rsa-pkcs1": rsa_key(2048), "rsa-pkcs8": rsa_key(2048), "ec-p256": ec_key()}
+
+
+@pytest.fixture(scope="session")
+def big_bundle() -> Bundle:
+    """19,999 CAs (a few seconds to make); with the test CA in front, a bundle of 20,000."""
+    return make_bundle(19_999)
 
 
 @pytest.fixture

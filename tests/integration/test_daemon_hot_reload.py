@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -211,3 +212,28 @@ async def test_revoking_the_server_certificate_keeps_sessions_and_serves_factory
     chain, key = serving.ca.client_credentials()
     fresh = target.channel(target.factory_pem, client_chain_pem=chain, client_key_pem=key)
     assert await time_ok(fresh)
+
+
+async def stop_during_rotate(serving: ServingTarget) -> dict[str, Any]:
+    """Stop the daemon while a Rotate of "srv" is loaded; the audit record of its end."""
+    target = serving.target
+    call = await rotate_until_loaded(
+        cert_stub(serving.channel()), "srv", issue_server_cert(serving.ca)
+    )
+    await target.daemon.stop(grace=0.2)
+    # stop() returned: the handler has rolled back and written its record already.
+    rotations = audit_records(target.audit_path, event="rotate", certificate_id="srv")
+    assert [r["outcome"] for r in rotations] == ["applied", "rolled_back"]
+    assert await call.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    return rotations[-1]
+
+
+async def test_stop_returns_after_the_open_rotate_is_rolled_back(
+    serving: ServingTarget,
+) -> None:
+    ended = await stop_during_rotate(serving)
+    assert ended["old_fingerprint"] == serving.srv.fingerprint
+
+
+async def test_shutdown_rollback_is_audited_as_shutting_down(serving: ServingTarget) -> None:
+    assert (await stop_during_rotate(serving))["reason"] == "SHUTTING_DOWN"

@@ -321,10 +321,10 @@ async def test_keys_are_0600_and_never_logged(
     proc = spawn(processes, config)
     client_key = issue_server_cert(ca)
     async with Clients(proc.address) as clients:
-        await install_with_csr(
+        srv = await install_with_csr(
             cert_stub(clients.server_only()), "srv", ca, bundle_pem=ca.bundle_pem
         )
-        await wait_for(lambda: probe_fingerprint(proc.address) is not None, what="listener")
+        await wait_for(lambda: probe_fingerprint(proc.address) == srv, what="srv served")
         stub = cert_stub(clients.mutual(ca))
         await rotate_with_csr(stub, "srv", ca)
         await install(stub, "client-key", client_key)

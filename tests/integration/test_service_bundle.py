@@ -15,13 +15,7 @@ from tests.support.gnoi import Operator, certificate, ins, leaf_fingerprint, loa
 from tests.support.pki import TestCA, ec_key, key_pem
 from tests.support.status import expect, final_code
 
-BUNDLE_SIZE = 20_000
-
-
-@pytest.fixture(scope="session")
-def big_bundle() -> Bundle:
-    """19,999 CAs; with the test CA in front the bundle holds 20,000."""
-    return make_bundle(BUNDLE_SIZE - 1)
+BUNDLE_SIZE = 20_000  # the big_bundle fixture (conftest) and the test CA
 
 
 def bundle_request(ca: TestCA, bundle: Bundle) -> cert_pb2.LoadCertificateAuthorityBundleRequest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 from cryptography import x509
 
 from gnoicert.pki import crypto
@@ -19,8 +20,10 @@ from tests.support.gnoi import (
     ins,
     rot,
 )
+from tests.support.bundle import Bundle
 from tests.support.pki import TestCA
 from tests.support.status import expect, final_code
+from tests.support.target import wait_for
 
 BUSY = (grpc.StatusCode.ABORTED, "OPERATION_IN_PROGRESS")
 
@@ -145,3 +148,42 @@ async def test_one_bundle_change_at_a_time(operator: Operator) -> None:
     # Free again: the unary bundle load now goes through.
     await operator.stub.LoadCertificateAuthorityBundle(unary, metadata=operator.metadata)
     assert operator.store.committed_view().ca_bundle_pem == operator.ca.bundle_pem
+
+
+@pytest.mark.parametrize("rpc", ["Rotate", "LoadCertificate"])
+async def test_a_load_carrying_a_bundle_holds_it_while_being_validated(
+    operator: Operator, big_bundle: Bundle, foreign_ca: TestCA, rpc: str
+) -> None:
+    """The lockout and mode checks judge the bundle being replaced: no other bundle change may
+    land between them and the stage. A 20,000-CA bundle keeps the validation busy long enough
+    to look."""
+    bundle = [operator.ca.bundle_pem, *big_bundle.pems]
+    cert_id = SERVER_ID if rpc == "Rotate" else "web"
+    request, _ = operator.key_load(cert_id, bundle=bundle)  # the ID only in the load
+    if rpc == "Rotate":
+        call = operator.stub.Rotate(metadata=operator.metadata)
+        await call.write(rot(request))
+    else:
+        unary = asyncio.ensure_future(
+            operator.stub.LoadCertificate(request, metadata=operator.metadata)
+        )
+    store = operator.store
+    await wait_for(lambda: store.is_locked(cert_id), what="the load being processed")
+    # A bundle change that fails its own checks, and would change nothing, shows who holds it.
+    probe = cert_pb2.LoadCertificateAuthorityBundleRequest(
+        ca_certificates=[certificate(foreign_ca.bundle_pem)]
+    )
+    load_bundle = operator.stub.LoadCertificateAuthorityBundle
+    await expect(load_bundle(probe, metadata=operator.metadata), *BUSY)
+    if rpc == "Rotate":
+        reply = await call.read()
+        assert reply.WhichOneof("rotate_response") == "load_certificate"
+        call.cancel()
+    else:
+        await unary
+    await wait_for(lambda: not store.is_locked(cert_id), what="the load ended")
+    await expect(
+        load_bundle(probe, metadata=operator.metadata),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "LOCKOUT",
+    )

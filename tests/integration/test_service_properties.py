@@ -12,7 +12,8 @@ from typing import Any, Literal
 import grpc
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck, given, settings
+from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gnoicert.pki import errors as pki
@@ -23,18 +24,22 @@ from tests.support.gnoi import (
     Launcher,
     Operator,
     StoreState,
+    csr_public_der,
+    ID_PLACES,
     gen,
     ins,
     leaf_fingerprint,
     load,
     params,
     rot,
+    split_id,
 )
 from tests.support.pki import TestCA, cert_pem, ec_key, key_pem, now
 from tests.support.status import failure_of
 from tests.support.target import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 IDS = ["", SERVER_ID, "a", "b", "c", "../x"]
 CertChoice = Literal["csr", "k1", "k1-expired", "k1-foreign", "k2", "garbage", "empty"]
@@ -261,22 +266,27 @@ messages = st.one_of(
     st.just(Finalize()),
     st.just(Empty()),
 )
-# Well-formed transactions are rare at random: offer them directly too, with random IDs.
-target_key = st.builds(
-    lambda i, j, ca: [Gen(i, "ok"), Load(j, "csr", "none", ca), Finalize()],
-    ids,
-    st.sampled_from(["", SERVER_ID, "a", "b"]),
-    ca_choices,
-)
-client_key = st.builds(
-    lambda i, k, ca: [Load(i, k, k, ca), Finalize()],
-    ids,
-    st.sampled_from(["k1", "k2"]),
-    ca_choices,
-)
+# Well-formed transactions are rare at random: offer them directly too (the kind, and so whether
+# the ID must exist, is still drawn independently).
+good_ids = st.sampled_from([SERVER_ID, "a", "b", "c"])
+good_cas = st.sampled_from(["none", "none", "root"])
+
+
+@st.composite
+def target_key(draw: st.DrawFn) -> list[Message]:
+    gen_id, load_id = split_id(draw(good_ids), draw(st.sampled_from(ID_PLACES)))
+    return [Gen(gen_id, "ok"), Load(load_id, "csr", "none", draw(good_cas)), Finalize()]
+
+
+@st.composite
+def client_key(draw: st.DrawFn) -> list[Message]:
+    key = draw(st.sampled_from(["k1", "k2"]))
+    return [Load(draw(good_ids), key, key, draw(good_cas)), Finalize()]
+
+
 sequences = st.tuples(
     st.sampled_from(["Rotate", "Install"]),
-    st.one_of(st.lists(messages, max_size=4), target_key, client_key),
+    st.one_of(st.lists(messages, max_size=4), target_key(), client_key()),
 )
 
 
@@ -297,6 +307,7 @@ async def test_random_streams(
 
     code, csr_pem = await drive(operator, kind, plan, material)
 
+    event(f"{kind}: {code.name}" + (" (commit expected)" if expected else ""))
     assert code is not grpc.StatusCode.UNKNOWN
     assert await operator.time() > 0  # the target still answers
     store = operator.store
@@ -317,14 +328,9 @@ async def test_random_streams(
     assert new is not None
     if isinstance(committed_load.cert, str) and committed_load.cert != "csr":
         assert new.fingerprint == leaf_fingerprint(material.certs[committed_load.cert])
-    else:
-        assert x509_public(csr_pem) is not None  # the CSR-signed certificate was loaded
-
-
-def x509_public(csr_pem: bytes) -> object:
-    from cryptography import x509
-
-    return x509.load_pem_x509_csr(csr_pem).public_key()
+    else:  # the certificate the driver signed for the stream's CSR
+        entity = store.committed_view().entities[cert_id]
+        assert entity.certificate.public_key().public_bytes(*_SPKI) == csr_public_der(csr_pem)
 
 
 def _assert_changed_only(before: StoreState, after: StoreState, cert_id: str, kind: Kind) -> None:

@@ -3,6 +3,7 @@ point where a stream can be interrupted (semantics section 3)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import grpc
@@ -140,6 +141,23 @@ async def test_rotate_ids_in_both_messages_must_agree(operator: Operator) -> Non
     await call.write(rot(load(signed, "web")))
     await expect(call.read(), grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
     await assert_rolled_back(operator, before)
+
+
+async def test_rotate_load_takes_effect_off_the_event_loop(operator: Operator) -> None:
+    """Store subscribers run in the thread that changes the store, and the credential manager
+    checks keys there (tens of ms for RSA): a Rotate's load must not stall every other RPC."""
+    loop_thread = threading.get_ident()
+    notified: list[int] = []
+    unsubscribe = operator.store.subscribe(lambda _view: notified.append(threading.get_ident()))
+    try:
+        call, new = await open_rotation(operator)
+        assert served_fingerprint(operator.target.address) == new
+        await call.write(FINALIZE)
+        assert await final_code(call) is grpc.StatusCode.OK
+    finally:
+        unsubscribe()
+    assert notified, "the load changed the effective view"
+    assert loop_thread not in notified
 
 
 # -- semantics section 9 -----------------------------------------------------------------------

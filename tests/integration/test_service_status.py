@@ -5,7 +5,6 @@ NOT_FINALIZED and FINALIZE_TIMEOUT in test_service_rotate."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from gnoicert.pki import crypto
 from gnoicert.proto import cert_pb2, system_pb2
 from gnoicert.target.policy import TlsMode
+from tests.support.faults import Fsync
 from tests.support.gnoi import (
     FINALIZE,
     READER,
@@ -495,50 +495,28 @@ async def test_not_authorized(op: Operator) -> None:
 # -- storage failure -----------------------------------------------------------------------------
 
 
-class FailingFsync:
-    """os.fsync that fails while armed: the in-process target's commit hits it."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.calls = 0
-        self._real = os.fsync
-
-    def __call__(self, fd: int) -> None:
-        if self.armed:
-            self.calls += 1
-            raise OSError(5, "Input/output error (injected by the test)")
-        self._real(fd)
-
-
-@pytest.fixture
-def failing_fsync(monkeypatch: pytest.MonkeyPatch) -> FailingFsync:
-    fsync = FailingFsync()
-    monkeypatch.setattr(os, "fsync", fsync)
-    return fsync
-
-
-async def test_store_failure(op: Operator, failing_fsync: FailingFsync) -> None:
+async def test_store_failure(op: Operator, fsync: Fsync) -> None:
     code = (grpc.StatusCode.INTERNAL, "STORE_FAILURE")
     served = served_fingerprint(op.target.address)
     # Install commits at load.
     chain, key = client_material(op.ca)
-    failing_fsync.armed = True
+    fsync.fail()
     (await stream_failure(op, "Install", ins(load(chain, "new", private_key=key)))).expect(*code)
     await expect(
         op.stub.LoadCertificate(load(chain, "new", private_key=key), metadata=op.metadata), *code
     )
-    failing_fsync.armed = False
+    fsync.release()
     # Rotate commits at Finalize: the new certificate was in effect, and is rolled back.
     call = op.stub.Rotate(metadata=op.metadata)
     chain, key = client_material(op.ca)
     await call.write(rot(load(chain, SERVER_ID, private_key=key)))
     await call.read()
     assert served_fingerprint(op.target.address) != served
-    failing_fsync.armed = True
+    fsync.fail()
     await call.write(FINALIZE)
     await expect(call.read(), *code)
-    failing_fsync.armed = False
-    assert failing_fsync.calls >= 3
+    fsync.release()
+    assert fsync.calls >= 3
     assert served_fingerprint(op.target.address) == served
     # The disk works again: so does the target.
     await op.stub.LoadCertificate(load(chain, "new", private_key=key), metadata=op.metadata)

@@ -33,15 +33,18 @@ async def validate_rotation(
     check_served_certificate: bool = True,
     probe: Probe | None = None,
 ) -> tuple[CheckResult, ...]:
-    """Run the checks against the target of `options`, trusting `trust_pem` (the new chain)."""
-    fresh = options.trusting(trust_pem or options.root_certificates)
-    served = (
-        await check_served(fresh, expected_fingerprint)
-        if check_served_certificate
-        else CheckResult(
+    """Run the checks against the target of `options`, trusting `trust_pem` (the new chain).
+
+    When the certificate is not the gRPC server's, the server keeps presenting its own
+    certificate: the probe then trusts what the caller already trusts, not the new chain.
+    """
+    if not check_served_certificate:
+        skipped = CheckResult(
             name="served-certificate", status="skip", detail="not the gRPC server's certificate"
         )
-    )
+        return skipped, await run_probe(options, probe)
+    fresh = options.trusting(trust_pem or options.root_certificates)
+    served = await check_served(fresh, expected_fingerprint)
     probed = await run_probe(fresh, probe)
     return served, probed
 

@@ -12,14 +12,16 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import inspect
 import ipaddress
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,6 +43,7 @@ from gnoicert.target.transaction import Runtime
 
 log = logging.getLogger("gnoicertd")
 
+_HANDLER_EXIT_S = 5.0  # cancelled handlers roll back and audit quickly; bound the wait anyway
 _BIND_ATTEMPTS = 200  # x 5 ms: the old listener closes within about a millisecond
 _SERVICE_NAMES = (
     cert_pb2.DESCRIPTOR.services_by_name["CertificateManagement"].full_name,
@@ -156,6 +159,72 @@ def record_crash_outcomes(store: Store, audit: AuditLog) -> None:
         )
 
 
+class _InFlight(grpc.aio.ServerInterceptor):
+    """Counts running RPC handlers, so that stop() returns only after the handlers cancelled at
+    the end of the grace period have run their rollbacks and written their audit records (and
+    before the store and the audit log are closed under them)."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        return handler._replace(**{kind: self._track(getattr(handler, kind)) for kind in kinds})
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _enter(self) -> None:
+        self._running += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._running -= 1
+        if not self._running:
+            self._idle.set()
+
+    def _track(self, behavior: Any) -> Any:
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                self._enter()
+                replies = behavior(request, context)
+                try:
+                    async for reply in replies:
+                        yield reply
+                finally:
+                    try:
+                        await replies.aclose()  # its own finally runs now, not at GC
+                    finally:
+                        self._leave()
+
+            return stream
+        if inspect.iscoroutinefunction(behavior):
+
+            async def call(request: Any, context: Any) -> Any:
+                self._enter()
+                try:
+                    return await behavior(request, context)
+                finally:
+                    self._leave()
+
+            return call
+        return behavior  # None (not this kind), or not async: not ours to count
+
+
 class Daemon:
     """One running gnoicertd: store, runtime state, credential manager and listener."""
 
@@ -191,6 +260,7 @@ class Daemon:
         self._reconcile_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health = health.aio.HealthServicer()
+        self._in_flight = _InFlight()
         gate = Gate(self.runtime, self.authenticator, lambda: self._listener_mode)
         self._cert_service = CertificateService(
             self.runtime, gate, on_change=self.schedule_reconcile
@@ -229,7 +299,7 @@ class Daemon:
             ("grpc.max_receive_message_length", self.config.grpc.max_message_bytes),
             ("grpc.max_send_message_length", self.config.grpc.max_message_bytes),
         ]
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(interceptors=[self._in_flight], options=options)
         cert_pb2_grpc.add_CertificateManagementServicer_to_server(self._cert_service, server)
         system_pb2_grpc.add_SystemServicer_to_server(self._system_service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -349,6 +419,7 @@ class Daemon:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.runtime.stopping = True
         # A listener replacement in progress finishes first; otherwise its new server would
         # outlive the stop.
         async with self._reconcile_lock:
@@ -356,6 +427,8 @@ class Daemon:
         if server is not None:
             await self._health.enter_graceful_shutdown()
             await server.stop(self.config.grpc.shutdown_grace_s if grace is None else grace)
+            if not await self._in_flight.wait_idle(_HANDLER_EXIT_S):
+                log.warning("RPC handlers still running %g s after the stop", _HANDLER_EXIT_S)
         self.credentials.close()
         self.store.close()
         self.audit.close()

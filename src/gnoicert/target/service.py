@@ -237,6 +237,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             commit: asyncio.Future[StoreView] | None = None
             try:
                 tx.lock(cert_id)
+                if request.ca_certificates:
+                    tx.lock_bundle()  # before the checks that judge the bundle it replaces
                 csr_key = None
                 if not request.key_pair.private_key:
                     pending = await asyncio.to_thread(store.pending_key, cert_id)
@@ -245,7 +247,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                             f"no pending key for certificate ID '{cert_id}' (none generated, or "
                             "it expired): call GenerateCSR first, or send key_pair"
                         )
-                    csr_key = crypto.load_private_key(pending)
+                    csr_key = await asyncio.to_thread(crypto.load_private_key, pending)
                     tx.consume_pending_key(cert_id)
                 view = store.view()
                 old = view.entities.get(cert_id)

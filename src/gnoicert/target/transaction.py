@@ -46,6 +46,9 @@ class Runtime:
     grpc: GrpcConfig
     external_client_ca_pem: bytes = b""
     insecure: bool = False
+    # Set by the daemon when it starts to stop: grpcio then ends request streams as if their
+    # clients had half-closed (grpcio-notes), and only this tells the two apart.
+    stopping: bool = False
 
     def client_trust(self, bundle_pem: bytes) -> policy.ClientTrust:
         return policy.client_trust(self.grpc, bundle_pem, self.external_client_ca_pem)
@@ -290,15 +293,22 @@ class StreamTransaction:
     async def next_request(self, requests: AsyncIterator[_T]) -> _T | None:
         """The next stream message; after a Rotate's load, bounded by the finalize deadline."""
         if self._finalize_deadline is None:
-            return await anext(requests, None)
-        remaining = self._finalize_deadline - asyncio.get_running_loop().time()
-        try:
-            return await asyncio.wait_for(anext(requests, None), timeout=max(remaining, 0.0))
-        except TimeoutError:
-            raise errors.FinalizeTimeout(
-                f"no finalize_rotation within {self._runtime.grpc.finalize_timeout_s:g} s of the "
-                f"load response; certificate ID '{self._cert_id}' was rolled back"
-            ) from None
+            request = await anext(requests, None)
+        else:
+            remaining = self._finalize_deadline - asyncio.get_running_loop().time()
+            try:
+                request = await asyncio.wait_for(anext(requests, None), timeout=max(remaining, 0.0))
+            except TimeoutError:
+                raise errors.FinalizeTimeout(
+                    f"no finalize_rotation within {self._runtime.grpc.finalize_timeout_s:g} s of "
+                    f"the load response; certificate ID '{self._cert_id}' was rolled back"
+                ) from None
+        if request is None and self._runtime.stopping:
+            raise errors.ShuttingDown(
+                f"the target is shutting down; this {self._kind} was rolled back, retry it "
+                "when the target is back"
+            )
+        return request
 
     async def generate_csr(
         self, request: cert_pb2.GenerateCSRRequest
@@ -329,6 +339,9 @@ class StreamTransaction:
                     "no certificate_id: set it in generate_csr or load_certificate"
                 )
             self._claim(request.certificate_id)
+        if request.ca_certificates:
+            # Held from here: the lockout and mode checks must judge the bundle they replace.
+            self._tx.lock_bundle()
         csr_key = None if request.key_pair.private_key else self._csr_key
         view = self._runtime.store.view()
         prepared = await asyncio.to_thread(
@@ -358,7 +371,9 @@ class StreamTransaction:
         if self._kind is Kind.INSTALL:
             await self._commit_now()
             return
-        self._tx.apply()
+        # Subscribers (the credential manager: key checks, tens of ms for RSA) run in the thread
+        # that applies: keep them off the event loop.
+        await asyncio.to_thread(self._tx.apply)
         loop = asyncio.get_running_loop()
         self._finalize_deadline = loop.time() + self._runtime.grpc.finalize_timeout_s
         self._audit("rotate", "applied", detail="in effect for new handshakes; awaiting finalize")
