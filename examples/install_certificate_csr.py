@@ -19,7 +19,8 @@ from pathlib import Path
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import gnoicert
-from gnoicert.client.cli import ArgsFileParser
+from gnoicert.client.channel import read_pem_file
+from gnoicert.client.cli import ArgsFileParser, exit_code_for
 from gnoicert.client.hints import explain
 
 
@@ -56,8 +57,13 @@ def build_parser() -> ArgsFileParser:
 
 def password(user: str | None, env: str | None, path: str | None) -> str | None:
     if path:
-        return Path(path).read_text(encoding="utf-8").splitlines()[0]
+        try:
+            return (Path(path).read_text(encoding="utf-8").splitlines() or [""])[0]
+        except OSError as exc:
+            raise gnoicert.InputError(f"cannot read the password file {path}: {exc}") from None
     if env:
+        if env not in os.environ:
+            raise gnoicert.InputError(f"the environment variable {env} is not set")
         return os.environ[env]
     if user and sys.stdin.isatty():
         return getpass.getpass(f"password for {user}: ")
@@ -66,34 +72,34 @@ def password(user: str | None, env: str | None, path: str | None) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = gnoicert.ChannelOptions.from_files(
-        f"{args.server}:{args.port}",
-        ca_file=args.root_ca_cert,
-        cert_file=args.client_cert,
-        key_file=args.client_key,
-        server_name=args.server_name,
-        username=args.user_id,
-        password=password(args.user_id, args.password_env, args.password_file),
-        timeout=args.timeout,
-    )
-    spec = gnoicert.InstallSpec(
-        certificate_id=args.cert_id,
-        csr=gnoicert.CsrParams(
-            common_name=args.common_name,
-            country=args.country,
-            state=args.state,
-            city=args.city,
-            organization=args.org,
-            organizational_unit=args.org_unit,
-            ip_address=args.ip_address,
-            email_id=args.email_id,
-            key_size=args.min_key_size,
-        ),
-        signer=gnoicert.LocalCA.open(args.ca_dir, days=args.days),
-        ca_bundle_pem=Path(args.ca_bundle).read_bytes() if args.ca_bundle else b"",
-        key_source="target",
-    )
     try:
+        options = gnoicert.ChannelOptions.from_files(
+            f"{args.server}:{args.port}",
+            ca_file=args.root_ca_cert,
+            cert_file=args.client_cert,
+            key_file=args.client_key,
+            server_name=args.server_name,
+            username=args.user_id,
+            password=password(args.user_id, args.password_env, args.password_file),
+            timeout=args.timeout,
+        )
+        spec = gnoicert.InstallSpec(
+            certificate_id=args.cert_id,
+            csr=gnoicert.CsrParams(
+                common_name=args.common_name,
+                country=args.country,
+                state=args.state,
+                city=args.city,
+                organization=args.org,
+                organizational_unit=args.org_unit,
+                ip_address=args.ip_address,
+                email_id=args.email_id,
+                key_size=args.min_key_size,
+            ),
+            signer=gnoicert.LocalCA.open(args.ca_dir, days=args.days),
+            ca_bundle_pem=read_pem_file(args.ca_bundle, "CA bundle") if args.ca_bundle else b"",
+            key_source="target",
+        )
         with gnoicert.SyncCertClient(options) as client:
             result = client.install(spec)
     except gnoicert.GnoiCertError as exc:
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"install failed: {explanation.summary}", file=sys.stderr)
         if explanation.hint:
             print(f"hint: {explanation.hint}", file=sys.stderr)
-        return 3 if isinstance(exc, gnoicert.PreflightFailed) else 1
+        return exit_code_for(exc)
     print(f"installed {result.certificate_id} on {result.target}")
     print(f"  subject     {result.subject}")
     print(f"  sha256      {result.fingerprint}")

@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import gnoicert
-from gnoicert.client.cli import ArgsFileParser
+from gnoicert.client.cli import ArgsFileParser, exit_code_for
 from gnoicert.client.hints import explain
 
 
@@ -43,8 +43,13 @@ def build_parser() -> ArgsFileParser:
 
 def password(user: str | None, env: str | None, path: str | None) -> str | None:
     if path:
-        return Path(path).read_text(encoding="utf-8").splitlines()[0]
+        try:
+            return (Path(path).read_text(encoding="utf-8").splitlines() or [""])[0]
+        except OSError as exc:
+            raise gnoicert.InputError(f"cannot read the password file {path}: {exc}") from None
     if env:
+        if env not in os.environ:
+            raise gnoicert.InputError(f"the environment variable {env} is not set")
         return os.environ[env]
     if user and sys.stdin.isatty():
         return getpass.getpass(f"password for {user}: ")
@@ -53,17 +58,17 @@ def password(user: str | None, env: str | None, path: str | None) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = gnoicert.ChannelOptions.from_files(
-        f"{args.server}:{args.port}",
-        ca_file=args.root_ca_cert,
-        cert_file=args.client_cert,
-        key_file=args.client_key,
-        server_name=args.server_name,
-        username=args.user_id,
-        password=password(args.user_id, args.password_env, args.password_file),
-        timeout=args.timeout,
-    )
     try:
+        options = gnoicert.ChannelOptions.from_files(
+            f"{args.server}:{args.port}",
+            ca_file=args.root_ca_cert,
+            cert_file=args.client_cert,
+            key_file=args.client_key,
+            server_name=args.server_name,
+            username=args.user_id,
+            password=password(args.user_id, args.password_env, args.password_file),
+            timeout=args.timeout,
+        )
         with gnoicert.SyncCertClient(options) as client:
             result = client.revoke(args.cert_id)
     except gnoicert.GnoiCertError as exc:
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"revoke failed: {explanation.summary}", file=sys.stderr)
         if explanation.hint:
             print(f"hint: {explanation.hint}", file=sys.stderr)
-        return 1
+        return exit_code_for(exc)
     for certificate_id in result.revoked:
         print(f"revoked {certificate_id}")
     for error in result.errors:

@@ -320,7 +320,7 @@ def build_parser() -> ArgsFileParser:
         sub.add_argument("directory", metavar="DIR")
         return sub
 
-    ca_init = ca_command("init", "make a root CA (and an intermediate) in DIR")
+    ca_init = ca_command("init", "make a root CA in DIR (plus an intermediate with --intermediate)")
     ca_init.add_argument(
         "--intermediate", action="store_true", help="issue through an intermediate CA"
     )
@@ -408,8 +408,19 @@ def _report_error(exc: BaseException, *, json_mode: bool) -> int:
         lines.append(f"  hint: {explanation.hint}")
     print("\n".join(lines), file=sys.stderr)
     if json_mode:
-        print(dumps({"ok": False, "exit_code": code, "error": error}))
+        try:
+            print(dumps({"ok": False, "exit_code": code, "error": error}))
+        except BrokenPipeError:
+            _discard_stdout()
     return code
+
+
+def _discard_stdout() -> None:
+    """The reader of stdout went away (`gnoicert get --json | head`): send the rest, and the
+    interpreter's final flush, to /dev/null instead of printing a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -423,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gnoicert.client.commands import run_command
 
         return run_command(args)
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_FAILED
     except KeyboardInterrupt as exc:
         print("gnoicert: interrupted", file=sys.stderr)
         return exit_code_for(exc)

@@ -551,6 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gnoicertd: {exc}", file=sys.stderr)
         return 2
+    except PkiError as exc:  # the store is in use by a running daemon, or unreadable
+        print(f"gnoicertd: {exc}", file=sys.stderr)
+        return 1
     return 2  # pragma: no cover (argparse requires a command)
 
 

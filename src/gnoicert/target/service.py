@@ -136,7 +136,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         context: Context,
     ) -> AsyncIterator[cert_pb2.RotateCertificateResponse]:
         caller = await self._admit_or_abort(context, ROTATE)
-        stream = StreamTransaction(Kind.ROTATE, self._runtime, caller)
+        stream = StreamTransaction(
+            Kind.ROTATE, self._runtime, caller, on_late_commit=self._on_change
+        )
         try:
             while True:
                 request = await stream.next_request(request_iterator)
@@ -175,7 +177,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         context: Context,
     ) -> AsyncIterator[cert_pb2.InstallCertificateResponse]:
         caller = await self._admit_or_abort(context, INSTALL)
-        stream = StreamTransaction(Kind.INSTALL, self._runtime, caller)
+        stream = StreamTransaction(
+            Kind.INSTALL, self._runtime, caller, on_late_commit=self._on_change
+        )
         try:
             while True:
                 request = await stream.next_request(request_iterator)
@@ -265,20 +269,24 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     caller=caller,
                 )
                 stage_load(tx, prepared)
+
+                def committed() -> None:
+                    self._audit(
+                        caller,
+                        "load",
+                        "committed",
+                        cert_id=cert_id,
+                        old=old.fingerprint if old else "",
+                        new=prepared.fingerprint,
+                        detail="replaced" if old else "installed",
+                    )
+
                 commit = _commit_in_thread(tx)
-                await asyncio.shield(commit)
+                await self._await_commit(commit, committed)
             finally:
                 if commit is None:
                     tx.rollback()
-            self._audit(
-                caller,
-                "load",
-                "committed",
-                cert_id=cert_id,
-                old=old.fingerprint if old else "",
-                new=prepared.fingerprint,
-                detail="replaced" if old else "installed",
-            )
+            committed()
             self._after_change(context)
             return cert_pb2.LoadCertificateResponse()
 
@@ -294,6 +302,16 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     f"(to remove the bundle, revoke '{crypto.CA_BUNDLE_ID}')"
                 )
             bundle = await asyncio.to_thread(parse_bundle, request.ca_certificates)
+
+            def committed() -> None:
+                self._audit(
+                    caller,
+                    "bundle_load",
+                    "committed",
+                    cert_id=crypto.CA_BUNDLE_ID,
+                    detail=f"{len(bundle)} CA certificates",
+                )
+
             store = self._runtime.store
             tx = store.begin()
             commit: asyncio.Future[StoreView] | None = None
@@ -305,17 +323,11 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 )
                 tx.replace_bundle(crypto.certificates_to_pem(bundle))
                 commit = _commit_in_thread(tx)
-                await asyncio.shield(commit)
+                await self._await_commit(commit, committed)
             finally:
                 if commit is None:
                     tx.rollback()
-            self._audit(
-                caller,
-                "bundle_load",
-                "committed",
-                cert_id=crypto.CA_BUNDLE_ID,
-                detail=f"{len(bundle)} CA certificates",
-            )
+            committed()
             self._after_change(context)
             return cert_pb2.LoadCertificateAuthorityBundleResponse()
 
@@ -390,6 +402,18 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         tx = store.begin()
         commit: asyncio.Future[StoreView] | None = None
         outcomes: list[tuple[str, str]] = []  # (cert_id, old fingerprint) staged for removal
+
+        def committed() -> None:
+            for cert_id, old in outcomes:
+                self._audit(
+                    caller,
+                    "revoke",
+                    "committed",
+                    cert_id=cert_id,
+                    old=old,
+                    detail="removed" if old or cert_id == crypto.CA_BUNDLE_ID else "not present",
+                )
+
         try:
             view = store.view()
             for cert_id in dict.fromkeys(cert_ids):  # each ID once, in request order
@@ -421,26 +445,20 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     )
             if tx.has_changes:
                 commit = _commit_in_thread(tx)
-                await asyncio.shield(commit)
+                await self._await_commit(commit, committed)
         finally:
             if commit is None:
                 tx.rollback()
-        for cert_id, old in outcomes:
-            response.revoked_certificate_id.append(cert_id)
-            self._audit(
-                caller,
-                "revoke",
-                "committed",
-                cert_id=cert_id,
-                old=old,
-                detail="removed" if old or cert_id == crypto.CA_BUNDLE_ID else "not present",
-            )
+        response.revoked_certificate_id.extend(cert_id for cert_id, _ in outcomes)
+        committed()
         if commit is not None:
             self._after_change(context)
         return response
 
     def _check_bundle_revocable(self, view: StoreView) -> None:
         """Emptying the bundle drops mutual TLS; without users nobody could log in again."""
+        if self._runtime.insecure or not view.ca_bundle_pem.strip():
+            return
         trust = self._runtime.client_trust(view.ca_bundle_pem)
         if trust.uses_store_bundle and not self._gate.authenticator.users:
             raise errors.Lockout(
@@ -474,6 +492,23 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             log.error("%s failed", caller.rpc, exc_info=exc)
         self._audit(caller, "refused", "refused", reason=reason, detail=errors.message_for(exc))
         await errors.abort_with(context, exc)
+
+    async def _await_commit(
+        self, commit: asyncio.Future[StoreView], follow_up: Callable[[], None]
+    ) -> None:
+        """Await a commit. If the RPC is cancelled meanwhile, the commit still lands (never half
+        done), and follow_up (its audit) and the listener change run when it does."""
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+
+            def landed(done: asyncio.Future[StoreView]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    follow_up()
+                    self._on_change()  # the RPC has ended already
+
+            commit.add_done_callback(landed)
+            raise
 
     def _after_change(self, context: Context) -> None:
         """Listener changes (mode switch) wait until the RPC that caused them has ended."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -272,10 +272,20 @@ def stage_load(tx: Transaction, prepared: PreparedLoad) -> CertificateEntity:
 class StreamTransaction:
     """The state machine of one Install or Rotate stream (semantics section 3)."""
 
-    def __init__(self, kind: Kind, runtime: Runtime, caller: Caller) -> None:
+    def __init__(
+        self,
+        kind: Kind,
+        runtime: Runtime,
+        caller: Caller,
+        *,
+        on_late_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        """on_late_commit runs when a commit lands after the stream has ended (a client that
+        cancels right after Finalize): the handler is gone, so it cannot follow up itself."""
         self._kind = kind
         self._runtime = runtime
         self._caller = caller
+        self._on_late_commit = on_late_commit
         self._tx = runtime.store.begin()
         self._step = _Step.START
         self._cert_id = ""
@@ -424,6 +434,7 @@ class StreamTransaction:
         else:
             self._committed = True
             self._audit(self._kind.lower(), "committed", detail="committed as the stream ended")
+            self._on_late_commit()
 
     def _audit(self, event: str, outcome: str, *, reason: str = "", detail: str = "") -> None:
         self._runtime.audit.record(
