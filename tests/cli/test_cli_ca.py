@@ -46,8 +46,10 @@ def verify_server_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -
     """Raises unless leaf chains through `chain` to its self-signed root, for r1.example.net."""
     root = chain[-1]
     store = verification.Store([root])
-    verifier = verification.PolicyBuilder().store(store).build_server_verifier(
-        x509.DNSName("r1.example.net")
+    verifier = (
+        verification.PolicyBuilder()
+        .store(store)
+        .build_server_verifier(x509.DNSName("r1.example.net"))
     )
     verifier.verify(leaf, chain[:-1])
 

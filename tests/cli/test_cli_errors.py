@@ -21,17 +21,9 @@ from tests.support.cli import (
     expect,
     gnoicert_command,
     run_cli,
-    start_lab,
 )
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    started = start_lab(tmp_path_factory.mktemp("errors"))
-    try:
-        yield started
-    finally:
-        assert started.stop() == 0
+from tests.support.pki import TestCA
+from tests.support.target import PASSWORDS
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +109,8 @@ class TestErrorsAPersonUnderstands:
 
     def test_password_from_a_file(self, lab: Lab, tmp_path: Path) -> None:
         password_file = tmp_path / "password"
-        password_file.write_text("admin-password\n")
+        password_file.write_text(PASSWORDS["admin"] + "\n")
+        password_file.chmod(0o600)
         expect(
             run_cli(
                 "time", "--target", lab.address, "--ca-file", str(lab.factory_pem),
@@ -163,7 +156,9 @@ class TestUsageErrors:
         assert message in run.stderr
         assert run.stderr.startswith("usage: gnoicert")
 
-    def test_missing_inputs(self, lab: Lab, factory: tuple[str, ...], tmp_path: Path) -> None:
+    def test_missing_inputs(
+        self, lab: Lab, factory: tuple[str, ...], foreign_ca: Path, tmp_path: Path
+    ) -> None:
         no_target = expect(run_cli("time", "--json"), 2)
         assert error_of(no_target.json())["message"] == "no target: give --target HOST:PORT"
         unset = expect(
@@ -178,8 +173,35 @@ class TestUsageErrors:
             run_cli("time", "--target", lab.address, "--ca-file", str(tmp_path / "none.pem")), 2
         )
         assert f"cannot read the CA file {tmp_path / 'none.pem'}" in missing_ca.stderr
+        not_a_ca = expect(
+            run_cli(
+                "time", "--target", lab.address, "--ca-file", str(foreign_ca.parent / "ca.key")
+            ),
+            2,
+        )
+        assert "the CA file (--ca-file) holds no usable PEM certificate" in not_a_ca.stderr
         no_signer = expect(run_cli("install", "x", *factory), 2)
         assert "install needs a signer: --ca-dir DIR or --sign-command CMD" in no_signer.stderr
+
+
+def test_a_client_key_that_does_not_match_its_certificate(
+    factory: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Caught before dialling: grpcio would only say "Failed to create security handshaker"."""
+    ca = TestCA()
+    chain, _ = ca.client_credentials("operator")
+    _, other_key = ca.client_credentials("someone else")
+    (tmp_path / "operator.pem").write_bytes(chain)
+    (tmp_path / "other.key").write_bytes(other_key)
+    (tmp_path / "other.key").chmod(0o600)
+    run = expect(
+        run_cli(
+            "time", *factory, "--cert", str(tmp_path / "operator.pem"),
+            "--key", str(tmp_path / "other.key"),
+        ),
+        2,
+    )  # fmt: skip
+    assert "the client key (--key) is not the key of the client certificate (--cert)" in run.stderr
 
 
 class TestArgsFiles:
@@ -203,7 +225,5 @@ class TestArgsFiles:
         command = tmp_path / "command.txt"
         command.write_text("can-generate-csr\n--key-size 4096\n--json\n")
         # Options after an @file override it.
-        result = expect(
-            run_cli(f"@{connection}", f"@{command}", "--key-size", "2048"), 0
-        ).json()
+        result = expect(run_cli(f"@{connection}", f"@{command}", "--key-size", "2048"), 0).json()
         assert (result["key_size"], result["can_generate"]) == (2048, True)

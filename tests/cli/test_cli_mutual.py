@@ -11,7 +11,6 @@ client needs a certificate from the bundle (`gnoicert ca issue`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +33,11 @@ from tests.support.cli import (
     expect,
     gnoicert_command,
     run_cli,
-    start_lab,
     wait_until,
 )
 from tests.support.target import PASSWORDS
 
+GRPC_LINES = [LOCAL_SERVER, ONLY_2048]
 SERVER_CSR = ("--cn", "localhost", "--ip", "127.0.0.1")
 
 
@@ -46,15 +45,6 @@ SERVER_CSR = ("--cn", "localhost", "--ip", "127.0.0.1")
 class Bootstrap:
     operator: CliOperator
     installed: dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    started = start_lab(tmp_path_factory.mktemp("mutual"), grpc_lines=[LOCAL_SERVER, ONLY_2048])
-    try:
-        yield started
-    finally:
-        assert started.stop() == 0
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +87,7 @@ def served_and_listed(operator: CliOperator) -> tuple[str, str]:
 
 
 class TestMutualTls(CliSuite):
-    def test_the_first_bundle_switched_the_daemon_to_mutual_tls(
-        self, bootstrap: Bootstrap
-    ) -> None:
+    def test_the_first_bundle_switched_the_daemon_to_mutual_tls(self, bootstrap: Bootstrap) -> None:
         operator, installed = bootstrap.operator, bootstrap.installed
         assert (installed["key_source"], installed["ca_bundle_size"]) == ("target", 2)
         assert {c["name"]: c["status"] for c in installed["preflight"]["checks"]}["san"] == "pass"
@@ -110,9 +98,7 @@ class TestMutualTls(CliSuite):
 
         # Without a client certificate the server now closes the connection: say why.
         lab = operator.lab
-        refused = expect(
-            run_cli("time", *lab.connection(operator.ca_dir / "ca.pem"), "--json"), 1
-        )
+        refused = expect(run_cli("time", *lab.connection(operator.ca_dir / "ca.pem"), "--json"), 1)
         assert "closed the connection right after connecting" in refused.stderr
         assert "pass --cert and --key" in refused.json()["error"]["hint"]
 
@@ -124,7 +110,9 @@ class TestMutualTls(CliSuite):
         checks = {c["name"]: c["status"] for c in rotated["validation"]}
         assert checks == {"served-certificate": "pass", "probe": "pass"}
         assert served_and_listed(operator) == (rotated["fingerprint"],) * 2
-        committed = operator.lab.audit(event="rotate", certificate_id=SERVER_ID, outcome="committed")
+        committed = operator.lab.audit(
+            event="rotate", certificate_id=SERVER_ID, outcome="committed"
+        )
         assert committed[-1]["new_fingerprint"] == rotated["fingerprint"]
 
         text = operator.run("rotate", SERVER_ID, "--ca-dir", str(operator.ca_dir), *SERVER_CSR)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,19 +22,9 @@ from tests.support.cli import (
     Lab,
     expect,
     run_cli,
-    start_lab,
 )
 
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    started = start_lab(
-        tmp_path_factory.mktemp("server-only"), grpc_lines=[ONLY_2048, *NO_CLIENT_CERTIFICATE]
-    )
-    try:
-        yield started
-    finally:
-        assert started.stop() == 0
+GRPC_LINES = [ONLY_2048, *NO_CLIENT_CERTIFICATE]
 
 
 @pytest.fixture(scope="module")

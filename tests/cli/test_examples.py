@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,20 @@ from tests.support.cli import (
     expect,
     run_cli,
     run_command,
-    start_lab,
     wait_until,
 )
 from tests.support.target import PASSWORDS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+GRPC_LINES = [LOCAL_SERVER]
+pytestmark = pytest.mark.usefixtures("workspace")
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    started = start_lab(tmp_path_factory.mktemp("examples"), grpc_lines=[LOCAL_SERVER])
-    workdir = started.workdir
-    shutil.copyfile(started.factory_pem, workdir / "factory.pem")
+def workspace(lab: Lab) -> Lab:
+    """The operator's directory as examples/README.md lays it out."""
+    workdir = lab.workdir
+    shutil.copyfile(lab.factory_pem, workdir / "factory.pem")
     expect(run_cli("ca", "init", "ca", "--intermediate", cwd=workdir), 0)
     expect(
         run_cli(
@@ -45,10 +45,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         ),
         0,
     )  # fmt: skip
-    try:
-        yield started
-    finally:
-        assert started.stop() == 0
+    return lab
 
 
 def run_example(lab: Lab, script: str, args_file: str, *overrides: str) -> CliRun:
@@ -86,38 +83,48 @@ def test_args_files_name_the_readme_layout() -> None:
     assert "--client_cert operator.pem" in rotate
 
 
-def test_install_rotate_revoke(lab: Lab) -> None:
-    # Install with a target-generated CSR and the first CA bundle: mutual TLS follows.
-    installed = expect(run_example(lab, "install_certificate_csr.py", "args_cert_install_csr.txt"), 0)
-    assert f"installed {SERVER_ID} on {lab.address}" in installed.stdout
-    assert "CA bundle   2 certificate(s) loaded" in installed.stdout
+@pytest.fixture(scope="module")
+def installed(lab: Lab) -> CliRun:
+    """The install example, with the first CA bundle: the daemon switches to mutual TLS."""
+    run = expect(run_example(lab, "install_certificate_csr.py", "args_cert_install_csr.txt"), 0)
     operator = mutual_operator(lab)
     wait_until(lambda: run_cli("time", *operator.connection).returncode == 0, what="mutual TLS")
-    first = printed_fingerprint(installed)
-    assert lab.served_fingerprint() == first
-    listed = operator.listing()[SERVER_ID]
-    assert listed["fingerprint"] == first
+    return run
+
+
+def test_install_with_a_target_csr_and_the_first_bundle(lab: Lab, installed: CliRun) -> None:
+    assert f"installed {SERVER_ID} on {lab.address}" in installed.stdout
+    assert "CA bundle   2 certificate(s) loaded" in installed.stdout
+    fingerprint = printed_fingerprint(installed)
+    assert lab.served_fingerprint() == fingerprint
+    listed = mutual_operator(lab).listing()[SERVER_ID]
+    assert listed["fingerprint"] == fingerprint
     assert "O=Example Networks" in listed["subject"]
     assert set(listed["sans"]) >= {"DNS:localhost", "IP:127.0.0.1", "email:noc@example.net"}
 
-    # Rotate with validation before Finalize.
+
+def test_rotate_with_validation(lab: Lab, installed: CliRun) -> None:
+    before = lab.served_fingerprint()
     rotated = expect(run_example(lab, "rotate_certificate_csr.py", "args_cert_rotate_csr.txt"), 0)
     assert "validation served-certificate: pass" in rotated.stdout
     assert "validation probe: pass" in rotated.stdout
     assert f"rotated {SERVER_ID} on {lab.address} and finalized" in rotated.stdout
-    second = printed_fingerprint(rotated)
-    assert second != first
-    assert lab.served_fingerprint() == second
-    assert operator.listing()[SERVER_ID]["fingerprint"] == second
+    after = printed_fingerprint(rotated)
+    assert after != before
+    assert lab.served_fingerprint() == after
+    assert mutual_operator(lab).listing()[SERVER_ID]["fingerprint"] == after
 
-    # Revoke the two IDs of the args file: one installed, one never there.
+
+def test_revoke(lab: Lab, installed: CliRun) -> None:
+    # The args file names two IDs: one installed here, one never there (counts as revoked).
+    operator = mutual_operator(lab)
     operator.json("install", "old-cert", "--ca-dir", "ca", "--cn", "old", "--key-type", "ecdsa")
     revoked = expect(run_example(lab, "revoke_certificates.py", "args_cert_revoke.txt"), 0)
     assert revoked.stdout.splitlines() == ["revoked old-cert", "revoked unused-cert"]
-    assert set(operator.listing()) == {SERVER_ID}
+    assert "old-cert" not in operator.listing()
 
 
-def test_rotate_of_an_unknown_id_fails_with_a_hint(lab: Lab) -> None:
+def test_rotate_of_an_unknown_id_fails_with_a_hint(lab: Lab, installed: CliRun) -> None:
     run = expect(
         run_example(
             lab, "rotate_certificate_csr.py", "args_cert_rotate_csr.txt", "--cert_id", "nope"
@@ -136,9 +143,7 @@ def test_rotate_of_an_unknown_id_fails_with_a_hint(lab: Lab) -> None:
         ("revoke_certificates.py", "args_cert_revoke.txt"),
     ],
 )
-def test_an_unset_password_variable_is_a_usage_error(
-    lab: Lab, script: str, args_file: str
-) -> None:
+def test_an_unset_password_variable_is_a_usage_error(lab: Lab, script: str, args_file: str) -> None:
     run = expect(
         run_example(lab, script, args_file, "--password_env", "GNOICERT_TEST_UNSET_VARIABLE"), 2
     )

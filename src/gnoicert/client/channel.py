@@ -14,6 +14,9 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from gnoicert.client.errors import InputError
 
@@ -61,6 +64,10 @@ class ChannelOptions:
             raise InputError("keepalive must be zero (off) or positive")
         if self.insecure and self.client_certificate is not None:
             raise InputError("a client certificate needs TLS; drop --insecure")
+        if self.root_certificates is not None:
+            check_root_certificates(self.root_certificates)
+        if self.client_certificate is not None and self.client_key is not None:
+            check_client_identity(self.client_certificate, self.client_key)
 
     @classmethod
     def from_files(
@@ -122,6 +129,45 @@ class ChannelOptions:
     def trusting(self, root_certificates: bytes | None) -> ChannelOptions:
         """The same options, trusting another CA set (the rotate validation step)."""
         return replace(self, root_certificates=root_certificates)
+
+
+def check_root_certificates(root_pem: bytes) -> None:
+    """Raise InputError unless the trusted CAs parse (grpcio would say "Failed to create
+    security handshaker" at connect time)."""
+    try:
+        x509.load_pem_x509_certificates(root_pem)
+    except ValueError:
+        raise InputError("the CA file (--ca-file) holds no usable PEM certificate") from None
+
+
+def check_client_identity(certificate_pem: bytes, key_pem: bytes) -> None:
+    """Raise InputError unless the key belongs to the first certificate of the chain.
+
+    grpcio only says "Failed to create security handshaker" when it dials with a pair it
+    cannot use, which reads like a network problem.
+    """
+    try:
+        leaf = x509.load_pem_x509_certificates(certificate_pem)[0]
+    except ValueError:
+        raise InputError(
+            "the client certificate (--cert) holds no usable PEM certificate"
+        ) from None
+    try:
+        # Only the public half is compared; grpcio checks the key itself when it loads it.
+        key = serialization.load_pem_private_key(
+            key_pem, password=None, unsafe_skip_rsa_key_validation=True
+        )
+    except TypeError:
+        raise InputError(
+            "the client key (--key) is encrypted; gRPC needs an unencrypted PEM key"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise InputError("the client key (--key) is not a usable PEM private key") from None
+    if key.public_key() != leaf.public_key():
+        raise InputError(
+            "the client key (--key) is not the key of the client certificate (--cert), "
+            f"{leaf.subject.rfc4514_string()}"
+        )
 
 
 def parse_target(target: str) -> tuple[str, int]:

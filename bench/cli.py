@@ -1,0 +1,176 @@
+"""What an operator waits for: `gnoicert rotate` end to end over loopback, and `gnoicert time`.
+
+Starts gnoicertd (a subprocess, 127.0.0.1, temporary state directory), brings it to its usual
+working state with the gnoicert command itself (a local CA, `gnoi-server` installed from a
+target-generated CSR with the first CA bundle, served through local_certificate, mutual TLS),
+then runs the installed console script N times per command and prints the median wall time
+from process start to exit: interpreter start, imports, TLS, the RPCs and, for rotate, the
+target's RSA-2048 key generation, the signing and the validation step before Finalize.
+
+Run: .venv/bin/python bench/cli.py [-n 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gnoicert.target.auth import hash_password
+
+USER, PASSWORD = "bench", "bench-password"
+PASSWORD_ENV = "GNOICERT_BENCH_PASSWORD"
+SERVER_ID = "gnoi-server"
+GNOICERT = Path(sys.executable).with_name("gnoicert")
+GNOICERTD = Path(sys.executable).with_name("gnoicertd")
+
+
+def write_config(directory: Path) -> Path:
+    path = directory / "gnoicertd.toml"
+    path.write_text(
+        f'state_dir = "{directory / "state"}"\n'
+        f'audit_log = "{directory / "audit.jsonl"}"\n'
+        "[grpc]\n"
+        'listen = "127.0.0.1:0"\n'
+        f'local_certificate = "{SERVER_ID}"\n'
+        "[[users]]\n"
+        f'name = "{USER}"\n'
+        f'password_hash = "{hash_password(PASSWORD)}"\n'
+        'role = "admin"\n'
+    )
+    return path
+
+
+def start_daemon(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    ready = directory / "ready"
+    log = (directory / "gnoicertd.log").open("ab")
+    process = subprocess.Popen(
+        [
+            str(GNOICERTD),
+            "serve",
+            "--config",
+            str(write_config(directory)),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    log.close()
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit(f"gnoicertd did not start; see {directory / 'gnoicertd.log'}")
+        time.sleep(0.01)
+    return process, ready.read_text().strip()
+
+
+def gnoicert(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(GNOICERT), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, PASSWORD_ENV: PASSWORD},
+        timeout=120,
+        check=False,
+    )
+
+
+def must(completed: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    if completed.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(map(str, completed.args))} exited {completed.returncode}:\n"
+            f"{completed.stderr}"
+        )
+    return completed
+
+
+def bootstrap(workdir: Path, address: str) -> list[str]:
+    """The working state, made with the CLI; returns the mutual-TLS connection options."""
+    credentials = ["-u", USER, "--password-env", PASSWORD_ENV]
+    factory = workdir / "state" / "factory" / "certificate.pem"
+    must(gnoicert("ca", "init", "ca", "--intermediate", "--key-type", "ecdsa", cwd=workdir))
+    must(
+        gnoicert(
+            "ca", "issue", "ca", "operator", "--out-cert", "operator.pem",
+            "--out-key", "operator.key", cwd=workdir,
+        )
+    )  # fmt: skip
+    must(
+        gnoicert(
+            "install", SERVER_ID, "--ca-dir", "ca", "--cn", "localhost", "--ip", "127.0.0.1",
+            "--ca-bundle", "ca/bundle.pem", "--target", address, "--ca-file", str(factory),
+            *credentials, cwd=workdir,
+        )
+    )  # fmt: skip
+    mutual = [
+        "--target", address, "--ca-file", "ca/ca.pem", "--cert", "operator.pem",
+        "--key", "operator.key", *credentials,
+    ]  # fmt: skip
+    deadline = time.monotonic() + 15
+    while gnoicert("time", *mutual, cwd=workdir).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("the daemon did not switch to mutual TLS")
+    return mutual
+
+
+def timed(argv: Sequence[str], workdir: Path, runs: int) -> tuple[list[float], list[str]]:
+    walls, outputs = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        completed = must(gnoicert(*argv, cwd=workdir))
+        walls.append(time.perf_counter() - started)
+        outputs.append(completed.stdout)
+    return walls, outputs
+
+
+def summary(name: str, walls: list[float]) -> str:
+    return (
+        f"{name:<18} median {statistics.median(walls) * 1000:7.1f} ms   "
+        f"min {min(walls) * 1000:7.1f} ms   max {max(walls) * 1000:7.1f} ms   (n={len(walls)})"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=10, help="runs per command")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="gnoicert-bench-") as temporary:
+        workdir = Path(temporary)
+        process, address = start_daemon(workdir)
+        try:
+            mutual = bootstrap(workdir, address)
+            rotate = [
+                "rotate", SERVER_ID, "--ca-dir", "ca", "--cn", "localhost",
+                "--ip", "127.0.0.1", *mutual, "--json",
+            ]  # fmt: skip
+            rotate_walls, outputs = timed(rotate, workdir, args.runs)
+            results = [json.loads(output) for output in outputs]
+            assert all(r["finalized"] for r in results)
+            assert all(c["status"] == "pass" for r in results for c in r["validation"])
+            in_process = [r["elapsed_s"] for r in results]
+            time_walls, _ = timed(["time", *mutual], workdir, args.runs)
+            version_walls, _ = timed(["--version"], workdir, args.runs)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    print(f"gnoicert over loopback ({address}), mutual TLS, wall time of the whole process:")
+    print(summary("gnoicert rotate", rotate_walls))
+    print(summary("  (workflow)", in_process) + "  <- RotateResult.elapsed_s, inside the process")
+    print(summary("gnoicert time", time_walls))
+    print(summary("gnoicert --version", version_walls) + "  <- interpreter start, no imports")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
