@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import grpc  # noqa: E402
+import grpc
 
-from gnoicert.proto import cert_pb2  # noqa: E402
-from tests.support.bundle import make_bundle  # noqa: E402
-from tests.support.gnoi import Launcher, Operator, certificate, ins, load  # noqa: E402
-from tests.support.pki import TestCA, ec_key, key_pem  # noqa: E402
+from gnoicert.proto import cert_pb2
+from tests.support.bundle import make_bundle
+from tests.support.gnoi import Launcher, Operator, certificate, ins, load
+from tests.support.pki import TestCA, ec_key, key_pem
 
 _HANDSHAKE_LIMIT_S = 300.0
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import grpc  # noqa: E402
+import grpc
 
-from gnoicert.proto import cert_pb2  # noqa: E402
-from tests.support.gnoi import FINALIZE, SERVER_ID, Launcher, Operator, gen, load, rot  # noqa: E402
-from tests.support.pki import TestCA, cert_pem, ec_key, key_pem, rsa_key  # noqa: E402
+from gnoicert.proto import cert_pb2
+from tests.support.gnoi import FINALIZE, SERVER_ID, Launcher, Operator, gen, load, rot
+from tests.support.pki import TestCA, cert_pem, ec_key, key_pem, rsa_key
 
 
 async def rotate_target_key(operator: Operator, *, validate: bool) -> None:
@@ -102,11 +102,17 @@ async def run(runs: int) -> None:
 
             report(
                 "Rotate, target-generated RSA-2048 key",
-                [await timed(lambda: rotate_target_key(operator, validate=False)) for _ in range(runs)],
+                [
+                    await timed(lambda: rotate_target_key(operator, validate=False))
+                    for _ in range(runs)
+                ],
             )
             report(
                 "Rotate, target-generated RSA-2048 key, with the test connection",
-                [await timed(lambda: rotate_target_key(operator, validate=True)) for _ in range(runs)],
+                [
+                    await timed(lambda: rotate_target_key(operator, validate=True))
+                    for _ in range(runs)
+                ],
             )
             for rsa, label in ((True, "RSA-2048"), (False, "EC P-256")):
                 steps = [client_key_rotation(operator, rsa) for _ in range(runs)]

@@ -10,7 +10,7 @@ from cryptography import x509
 
 from gnoicert.pki import crypto
 from gnoicert.proto import cert_pb2
-from tests.integration.test_service_rotate import open_rotation
+from tests.support.bundle import Bundle
 from tests.support.gnoi import (
     FINALIZE,
     SERVER_ID,
@@ -18,9 +18,9 @@ from tests.support.gnoi import (
     certificate,
     gen,
     ins,
+    open_rotation,
     rot,
 )
-from tests.support.bundle import Bundle
 from tests.support.pki import TestCA
 from tests.support.status import expect, final_code
 from tests.support.target import wait_for
@@ -72,7 +72,7 @@ async def test_rotates_of_different_ids_run_side_by_side(operator: Operator) -> 
     await operator.install("web")
     results = await asyncio.gather(operator.rotate(SERVER_ID), operator.rotate("web"))
     entities = operator.store.committed_view().entities
-    assert [entities[SERVER_ID].fingerprint, entities["web"].fingerprint] == results
+    assert [entities[SERVER_ID].fingerprint, entities["web"].fingerprint] == list(results)
 
 
 async def test_revoke_reports_a_locked_id_and_succeeds_for_the_rest(operator: Operator) -> None:
@@ -96,9 +96,7 @@ async def test_revoke_reports_a_locked_id_and_succeeds_for_the_rest(operator: Op
 async def test_unary_calls_on_a_locked_id_are_aborted(operator: Operator) -> None:
     call, _ = await open_rotation(operator)
     before = operator.state()
-    await expect(
-        operator.stub.GenerateCSR(gen(SERVER_ID), metadata=operator.metadata), *BUSY
-    )
+    await expect(operator.stub.GenerateCSR(gen(SERVER_ID), metadata=operator.metadata), *BUSY)
     request, _ = operator.key_load(SERVER_ID)
     await expect(operator.stub.LoadCertificate(request, metadata=operator.metadata), *BUSY)
     assert operator.state() == before
@@ -135,9 +133,7 @@ async def test_one_bundle_change_at_a_time(operator: Operator) -> None:
         cert_pb2.RevokeCertificatesRequest(certificate_id=[crypto.CA_BUNDLE_ID]),
         metadata=operator.metadata,
     )
-    assert [e.certificate_id for e in revoke.certificate_revocation_error] == [
-        crypto.CA_BUNDLE_ID
-    ]
+    assert [e.certificate_id for e in revoke.certificate_revocation_error] == [crypto.CA_BUNDLE_ID]
     assert operator.state() == before
 
     await call.write(FINALIZE)
@@ -187,3 +183,46 @@ async def test_a_load_carrying_a_bundle_holds_it_while_being_validated(
         grpc.StatusCode.FAILED_PRECONDITION,
         "LOCKOUT",
     )
+
+
+async def test_a_bundle_change_during_a_rotation_keeps_both_server_certificates_verifiable(
+    operator: Operator,
+) -> None:
+    """While a Rotate of the server's certificate is in effect, either certificate may end up
+    served: the new one if it commits, the old one if it rolls back. A new bundle must verify
+    both, or the rollback would leave a server that no client trusting the bundle can verify."""
+    second = TestCA(name="second root")
+    both = cert_pb2.LoadCertificateAuthorityBundleRequest(
+        ca_certificates=[certificate(operator.ca.bundle_pem), certificate(second.bundle_pem)]
+    )
+    await operator.stub.LoadCertificateAuthorityBundle(both, metadata=operator.metadata)
+    # From now on the client certificate and the new server certificate come from `second`.
+    operator.client_chain_pem, operator.client_key_pem = second.client_credentials()
+    operator.channel = operator.target.channel(
+        operator.roots + second.bundle_pem,
+        client_chain_pem=operator.client_chain_pem,
+        client_key_pem=operator.client_key_pem,
+    )
+    request, new = operator.key_load(SERVER_ID, ca=second)
+    call = operator.stub.Rotate(metadata=operator.metadata)
+    await call.write(rot(request))
+    await call.read()
+    before = operator.state()
+
+    only_second = cert_pb2.LoadCertificateAuthorityBundleRequest(
+        ca_certificates=[certificate(second.bundle_pem)]
+    )
+    refused = await expect(
+        operator.stub.LoadCertificateAuthorityBundle(only_second, metadata=operator.metadata),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "LOCKOUT",
+    )
+    assert "server certificate" in refused.message
+    assert operator.state() == before
+    call.cancel()
+    await wait_for(lambda: not operator.store.is_locked(SERVER_ID), what="the rollback")
+    old = operator.store.committed_view().entities[SERVER_ID]
+    assert old.fingerprint != new
+    # After the rollback the old certificate is served again: the bundle still verifies it.
+    bundle = x509.load_pem_x509_certificates(operator.store.committed_view().ca_bundle_pem)
+    assert old.certificate.issuer in [ca.subject for ca in bundle]

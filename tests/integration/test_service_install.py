@@ -6,7 +6,7 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gnoicert.pki.store import KeyOrigin
 from gnoicert.proto import cert_pb2
@@ -15,37 +15,26 @@ from tests.support.gnoi import (
     IdPlace,
     Operator,
     audit,
+    client_key_pair,
     csr_public_der,
-    der_csr,
     gen,
     ins,
     leaf_fingerprint,
     load,
+    pem_csr,
     split_id,
 )
-from tests.support.pki import PrivateKey, key_pem
+from tests.support.pki import PrivateKey, TestCA, cert_pem, rsa_key
 from tests.support.status import expect, final_code
 from tests.support.target import wait_for
+from tests.vectors import load_vector
 
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+DER = serialization.Encoding.DER
+_SPKI = (DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _public_der(key: PrivateKey) -> bytes:
     return key.public_key().public_bytes(*_SPKI)
-
-
-def client_key_pair(kind: str, key: PrivateKey) -> tuple[bytes, bytes]:
-    """(private_key, public_key) the way different clients fill KeyPair."""
-    if kind == "rsa-pkcs1":
-        # gnoic's fallback: PKCS#1 "RSA PRIVATE KEY" PEM, and its DER CSR in public_key.
-        assert isinstance(key, rsa.RSAPrivateKey)
-        return key_pem(key, pkcs1=True), der_csr(key)
-    if kind == "rsa-pkcs8":
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return key_pem(key), public
-    return key_pem(key), b""
 
 
 @pytest.mark.parametrize("place", ID_PLACES)
@@ -81,9 +70,7 @@ async def test_install_with_client_key(
 ) -> None:
     key = client_keys[kind]
     private, public = client_key_pair(kind, key)
-    signed = operator.ca.sign_csr(
-        x509.load_der_x509_csr(der_csr(key)).public_bytes(serialization.Encoding.PEM)
-    )
+    signed = operator.ca.sign_csr(pem_csr(key))
     call = operator.stub.Install(metadata=operator.metadata)
     await call.write(ins(load(signed, f"client-{kind}", private_key=private, public_key=public)))
     reply = await call.read()
@@ -105,7 +92,8 @@ async def test_install_ids_in_both_messages_must_agree(operator: Operator) -> No
     signed = operator.ca.sign_csr(reply.generated_csr.csr.csr)
     await call.write(ins(load(signed, "two")))
     failure = await expect(call.read(), grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
-    assert "'two'" in failure.message and "'one'" in failure.message
+    assert "'two'" in failure.message
+    assert "'one'" in failure.message
     assert operator.state() == before
     await wait_for(lambda: not operator.store.is_locked("one"), what="lock of 'one' released")
     await operator.install("one")
@@ -134,7 +122,7 @@ async def test_install_cancelled_right_after_load_response_stays_installed(
 async def test_install_with_bundle_replaces_the_bundle(operator: Operator) -> None:
     """A non-empty ca_certificates replaces the whole bundle (semantics section 3)."""
     extra = x509.load_pem_x509_certificate(operator.ca.bundle_pem)
-    bundle = [operator.ca.bundle_pem, _other_root_pem()]
+    bundle = [operator.ca.bundle_pem, TestCA(name="second root").bundle_pem]
     await operator.install("with-bundle", bundle=bundle)
     stored = x509.load_pem_x509_certificates(operator.store.committed_view().ca_bundle_pem)
     assert len(stored) == 2
@@ -145,7 +133,55 @@ async def test_install_with_bundle_replaces_the_bundle(operator: Operator) -> No
     assert operator.store.committed_view().ca_bundle_pem == before
 
 
-def _other_root_pem() -> bytes:
-    from tests.support.pki import TestCA
+async def test_install_material_as_clients_send_it(operator: Operator) -> None:
+    """Semantics section 6, with keys and certificates made by OpenSSL, not by us."""
+    ca = operator.ca
+    # The fallback of a client whose CanGenerateCSR(1024) said no: PKCS#1 RSA-1024 key, its DER
+    # CSR in public_key.
+    csr = x509.load_der_x509_csr(load_vector("rsa1024_csr.der"))
+    signed = cert_pem(ca.issue(csr.public_key()))  # type: ignore[arg-type]
+    private = load_vector("rsa1024_pkcs1.pem")
+    await install_loaded(
+        operator, load(signed, "fallback", private_key=private, public_key=csr.public_bytes(DER))
+    )
+    # An OpenSSL root (no keyUsage) and its leaf, a SEC1 EC key, the root sent along.
+    request = load(
+        load_vector("openssl_leaf.pem"),
+        "openssl",
+        private_key=load_vector("ec_p256_sec1.pem"),
+        bundle=[ca.bundle_pem, load_vector("openssl_root.pem")],
+    )
+    await install_loaded(operator, request)
+    # One DER certificate, a DER PKCS#8 key, type CT_UNKNOWN (read as X.509).
+    key = ec.generate_private_key(ec.SECP384R1())
+    request = cert_pb2.LoadCertificateRequest(
+        certificate=cert_pb2.Certificate(
+            type=cert_pb2.CT_UNKNOWN, certificate=ca.issue(key.public_key()).public_bytes(DER)
+        ),
+        certificate_id="der-p384",
+    )
+    request.key_pair.private_key = key.private_bytes(
+        DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    await install_loaded(operator, request)
+    # An RSA-1024 CA (the chain check's library refuses it: the target walks the chain itself).
+    weak = TestCA(name="rsa-1024 root", key=rsa_key(1024))
+    request, _ = operator.key_load(
+        "weak-issuer",
+        ca=weak,
+        bundle=[ca.bundle_pem, load_vector("openssl_root.pem"), weak.bundle_pem],
+    )
+    await install_loaded(operator, request)
+    listing = await operator.listing()
+    assert {"fallback", "openssl", "der-p384", "weak-issuer"} <= set(listing)
+    # Whatever came in, the listing gives PEM.
+    assert listing["der-p384"].certificate.certificate.startswith(b"-----BEGIN CERTIFICATE-----")
 
-    return TestCA(name="second root").bundle_pem
+
+async def install_loaded(operator: Operator, request: cert_pb2.LoadCertificateRequest) -> None:
+    call = operator.stub.Install(metadata=operator.metadata)
+    await call.write(ins(request))
+    reply = await call.read()
+    assert reply.WhichOneof("install_response") == "load_certificate", await call.details()
+    assert await final_code(call) is grpc.StatusCode.OK
+    assert request.certificate_id in operator.store.committed_view().entities

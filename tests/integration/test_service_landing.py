@@ -11,7 +11,6 @@ import pytest
 
 from gnoicert.proto import cert_pb2
 from gnoicert.target.policy import TlsMode
-from tests.integration.test_service_rotate import open_rotation
 from tests.support.faults import Fsync
 from tests.support.gnoi import (
     FINALIZE,
@@ -23,6 +22,7 @@ from tests.support.gnoi import (
     gen,
     ins,
     load,
+    open_rotation,
 )
 from tests.support.status import final_code
 from tests.support.target import served_fingerprint, wait_for

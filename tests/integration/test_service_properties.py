@@ -20,12 +20,12 @@ from gnoicert.pki import errors as pki
 from gnoicert.pki.crypto import validate_certificate_id
 from tests.support.gnoi import (
     FINALIZE,
+    ID_PLACES,
     SERVER_ID,
     Launcher,
     Operator,
     StoreState,
     csr_public_der,
-    ID_PLACES,
     gen,
     ins,
     leaf_fingerprint,
@@ -269,7 +269,9 @@ messages = st.one_of(
 # Well-formed transactions are rare at random: offer them directly too (the kind, and so whether
 # the ID must exist, is still drawn independently).
 good_ids = st.sampled_from([SERVER_ID, "a", "b", "c"])
-good_cas = st.sampled_from(["none", "none", "root"])
+_GOOD_CAS: list[CaChoice] = ["none", "none", "root"]
+_CLIENT_KEYS: list[Literal["k1", "k2"]] = ["k1", "k2"]
+good_cas = st.sampled_from(_GOOD_CAS)
 
 
 @st.composite
@@ -280,7 +282,7 @@ def target_key(draw: st.DrawFn) -> list[Message]:
 
 @st.composite
 def client_key(draw: st.DrawFn) -> list[Message]:
-    key = draw(st.sampled_from(["k1", "k2"]))
+    key = draw(st.sampled_from(_CLIENT_KEYS))
     return [Load(draw(good_ids), key, key, draw(good_cas)), Finalize()]
 
 

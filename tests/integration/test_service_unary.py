@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+import ssl
 import stat
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,6 +21,7 @@ from gnoicert.pki.store import KeyOrigin
 from gnoicert.proto import cert_pb2
 from gnoicert.target.policy import TlsMode
 from tests.support.gnoi import (
+    LOCAL_SRV,
     SERVER_ID,
     Launcher,
     Operator,
@@ -31,7 +35,7 @@ from tests.support.gnoi import (
 )
 from tests.support.pki import TestCA
 from tests.support.status import expect
-from tests.support.target import served_fingerprint, wait_for
+from tests.support.target import served_fingerprint, wait_for, write_config
 
 MALFORMED = (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -73,6 +77,22 @@ async def test_generate_csr_keeps_a_durable_pending_key(launcher: Launcher) -> N
     assert not pending.exists()
 
 
+async def test_a_pending_key_expires(launcher: Launcher) -> None:
+    """Kept for a configurable time (semantics section 4); after it, the load has no key."""
+    operator = await launcher.provision(grpc_lines=["pending_key_lifetime_s = 0.3"])
+    csr = await generate(operator, "short-lived")
+    expires = time.monotonic() + 0.3
+    await wait_for(lambda: time.monotonic() > expires, what="the pending key's lifetime")
+    refused = await expect(
+        operator.stub.LoadCertificate(
+            load(operator.ca.sign_csr(csr), "short-lived"), metadata=operator.metadata
+        ),
+        *MALFORMED,
+    )
+    assert "expired" in refused.message
+    assert "short-lived" not in operator.store.view().entities
+
+
 async def test_a_later_generate_csr_replaces_the_pending_key(operator: Operator) -> None:
     first = await generate(operator, "twice")
     second = await generate(operator, "twice")
@@ -86,9 +106,7 @@ async def test_a_later_generate_csr_replaces_the_pending_key(operator: Operator)
     )
     signed = operator.ca.sign_csr(second)
     await operator.stub.LoadCertificate(load(signed, "twice"), metadata=operator.metadata)
-    assert operator.store.committed_view().entities["twice"].fingerprint == leaf_fingerprint(
-        signed
-    )
+    assert operator.store.committed_view().entities["twice"].fingerprint == leaf_fingerprint(signed)
 
 
 async def test_load_certificate_replaces_an_existing_id(operator: Operator) -> None:
@@ -110,7 +128,9 @@ async def test_get_certificates(operator: Operator) -> None:
     chained = TestCA(name="chained root", intermediate=True)
     started = time.time_ns()
     await operator.install("b-leaf")
-    await operator.install("a-chain", ca=chained, bundle=[operator.ca.bundle_pem, chained.bundle_pem])
+    await operator.install(
+        "a-chain", ca=chained, bundle=[operator.ca.bundle_pem, chained.bundle_pem]
+    )
     finished = time.time_ns()
 
     reply = await operator.stub.GetCertificates(
@@ -162,9 +182,7 @@ async def test_revoking_the_server_certificate(operator: Operator) -> None:
         metadata=operator.metadata,
     )
     # New handshakes get the factory certificate; the caller's session goes on.
-    assert served_fingerprint(operator.target.address) == factory.fingerprint(
-        hashes.SHA256()
-    ).hex()
+    assert served_fingerprint(operator.target.address) == factory.fingerprint(hashes.SHA256()).hex()
     assert await operator.time() > 0
     assert SERVER_ID not in await operator.listing()
     assert await operator.time(operator.new_channel()) > 0
@@ -183,36 +201,57 @@ async def test_revoking_the_bundle_empties_it(operator: Operator) -> None:
     assert await Operator(operator.target, operator.ca).time() > 0
 
 
-@pytest.mark.parametrize(
-    ("key_type", "certificate_type", "key_size", "expected"),
-    [
-        (cert_pb2.KT_RSA, cert_pb2.CT_X509, 1024, True),
-        (cert_pb2.KT_RSA, cert_pb2.CT_X509, 2048, True),
-        (cert_pb2.KT_RSA, cert_pb2.CT_X509, 3072, True),
-        (cert_pb2.KT_RSA, cert_pb2.CT_X509, 4096, True),
-        (cert_pb2.KT_RSA, cert_pb2.CT_X509, 0, True),
-        (cert_pb2.KT_UNKNOWN, cert_pb2.CT_UNKNOWN, 2048, True),
-        (cert_pb2.KT_UNKNOWN, cert_pb2.CT_X509, 0, True),
-        (cert_pb2.KT_RSA, cert_pb2.CT_UNKNOWN, 1024, True),
-        (cert_pb2.KT_RSA, cert_pb2.CT_X509, 1000, False),
-        (cert_pb2.KT_RSA, cert_pb2.CT_X509, 8192, False),
-        (cert_pb2.KT_RSA, cert_pb2.CT_X509, 2047, False),
-        (2, cert_pb2.CT_X509, 2048, False),
-        (cert_pb2.KT_RSA, 2, 2048, False),
-    ],
-)
-async def test_can_generate_csr(
-    operator: Operator, key_type: int, certificate_type: int, key_size: int, expected: bool
+async def test_revoking_the_bundle_is_refused_when_nobody_could_log_in_after(
+    operator: Operator,
 ) -> None:
-    reply = await operator.stub.CanGenerateCSR(
-        cert_pb2.CanGenerateCSRRequest(
-            key_type=key_type,  # type: ignore[arg-type]
-            certificate_type=certificate_type,  # type: ignore[arg-type]
-            key_size=key_size,
-        ),
-        metadata=operator.metadata,
+    """Without users, server-only TLS admits nobody: emptying the bundle would lock out all."""
+    target = operator.target
+    write_config(target.directory, users=(), grpc_lines=[LOCAL_SRV])
+    assert await target.daemon.reload(target.config_path)
+    before = operator.state()
+    reply = await operator.stub.RevokeCertificates(
+        cert_pb2.RevokeCertificatesRequest(certificate_id=[crypto.CA_BUNDLE_ID]),
+        metadata=(),  # mutual TLS without users: the client certificate is the identity
     )
-    assert reply.can_generate is expected
+    [error] = reply.certificate_revocation_error
+    assert error.certificate_id == crypto.CA_BUNDLE_ID
+    assert "users" in error.error_message
+    assert list(reply.revoked_certificate_id) == []
+    assert operator.state() == before
+    assert target.daemon.listener_mode is TlsMode.MUTUAL
+
+
+CAN_GENERATE = [  # (key_type, certificate_type, key_size, can_generate); 0 means "unset"
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 1024, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 2048, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 3072, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 4096, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 0, True),
+    (cert_pb2.KT_UNKNOWN, cert_pb2.CT_UNKNOWN, 2048, True),
+    (cert_pb2.KT_UNKNOWN, cert_pb2.CT_X509, 0, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_UNKNOWN, 1024, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 1000, False),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 2047, False),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 8192, False),
+    (2, cert_pb2.CT_X509, 2048, False),
+    (cert_pb2.KT_RSA, 2, 2048, False),
+]
+
+
+async def test_can_generate_csr(operator: Operator) -> None:
+    wrong = []
+    for key_type, certificate_type, key_size, expected in CAN_GENERATE:
+        reply = await operator.stub.CanGenerateCSR(
+            cert_pb2.CanGenerateCSRRequest(
+                key_type=key_type,  # type: ignore[arg-type]
+                certificate_type=certificate_type,  # type: ignore[arg-type]
+                key_size=key_size,
+            ),
+            metadata=operator.metadata,
+        )
+        if reply.can_generate is not expected:
+            wrong.append((key_type, certificate_type, key_size, reply.can_generate))
+    assert wrong == []
 
 
 async def test_csr_contents(operator: Operator) -> None:
@@ -227,9 +266,7 @@ async def test_csr_contents(operator: Operator) -> None:
         organizational_unit="Ops",
         email_id="ops@example.net",
     )
-    reply = await operator.stub.GenerateCSR(
-        gen("contents", csr_params), metadata=operator.metadata
-    )
+    reply = await operator.stub.GenerateCSR(gen("contents", csr_params), metadata=operator.metadata)
     csr = x509.load_pem_x509_csr(reply.csr.csr)
     assert csr.is_signature_valid
     assert isinstance(csr.signature_hash_algorithm, hashes.SHA256)
@@ -262,15 +299,17 @@ async def test_csr_common_name_that_is_an_address_is_no_dns_name(operator: Opera
         csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
 
 
-@pytest.mark.parametrize(("min_key_size", "size"), [(0, 2048), (1000, 1024), (1025, 2048), (2049, 3072)])
 async def test_csr_key_size_is_the_smallest_supported_at_least_the_minimum(
-    operator: Operator, min_key_size: int, size: int
+    operator: Operator,
 ) -> None:
-    request = gen("sized", params(bits=min_key_size))
-    reply = await operator.stub.GenerateCSR(request, metadata=operator.metadata)
-    key = x509.load_pem_x509_csr(reply.csr.csr).public_key()
-    assert isinstance(key, rsa.RSAPublicKey)
-    assert key.key_size == size
+    sizes = {}
+    for min_key_size in (0, 1000, 1024, 1025, 2049):
+        request = gen("sized", params(bits=min_key_size))
+        reply = await operator.stub.GenerateCSR(request, metadata=operator.metadata)
+        key = x509.load_pem_x509_csr(reply.csr.csr).public_key()
+        assert isinstance(key, rsa.RSAPublicKey)
+        sizes[min_key_size] = key.key_size
+    assert sizes == {0: 2048, 1000: 1024, 1024: 1024, 1025: 2048, 2049: 3072}
 
 
 async def test_every_generate_csr_in_a_stream_makes_a_fresh_key(operator: Operator) -> None:
@@ -292,3 +331,29 @@ async def test_time_is_nanoseconds_since_the_epoch(operator: Operator) -> None:
     reported = await operator.time()
     after = time.time_ns()
     assert before - 10**9 <= reported <= after + 10**9
+
+
+async def test_alpn_h2_is_negotiated(operator: Operator) -> None:
+    """Semantics section 9: Go clients refuse a TLS server that does not select ALPN h2."""
+    host, port = operator.target.address.rsplit(":", 1)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=operator.roots.decode())
+    context.load_cert_chain(*_client_files(operator))
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "h2"
+
+
+def _client_files(operator: Operator) -> tuple[str, str]:
+    """The operator's client certificate and key as files (ssl loads them from paths only)."""
+    assert operator.client_chain_pem is not None
+    assert operator.client_key_pem is not None
+    directory = Path(operator.target.directory)
+    chain, key = directory / "client-chain.pem", directory / "client-key.pem"
+    chain.write_bytes(operator.client_chain_pem)
+    key.touch(mode=0o600)
+    key.write_bytes(operator.client_key_pem)
+    return str(chain), str(key)

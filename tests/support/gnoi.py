@@ -1,9 +1,9 @@
 """Raw grpcio building blocks for driving a target's CertificateManagement service in tests.
 
 Messages are built by hand (no client library in between), the way the common clients of
-semantics section 9 put them on the wire. `provision` gives a target in its usual working
-state: a server certificate `srv` issued by the test CA, that CA as the gnoi-ca-bundle, and so
-mutual TLS with an operator client certificate plus username/password metadata.
+semantics section 9 put them on the wire. `Launcher.provision` gives a target in its usual
+working state: a server certificate `srv` issued by the test CA, that CA as the gnoi-ca-bundle,
+and so mutual TLS with an operator client certificate plus username/password metadata.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from typing import Any, Literal
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from gnoicert.pki.store import Store
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
 from gnoicert.target.audit import read_records
-from gnoicert.target.policy import TlsMode
-from tests.support.pki import PrivateKey, TestCA, cert_pem, ec_key, key_pem
 from gnoicert.target.config import load_config
+from gnoicert.target.policy import TlsMode
 from gnoicert.target.server import Daemon
+from tests.support.pki import PrivateKey, TestCA, cert_pem, ec_key, key_pem
 from tests.support.target import Target, credentials, start_target, wait_for
 
 ADMIN = credentials("admin")
@@ -147,6 +148,20 @@ def der_csr(key: PrivateKey, common_name: str = "127.0.0.1") -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.DER)
+
+
+def client_key_pair(kind: str, key: PrivateKey) -> tuple[bytes, bytes]:
+    """(private_key, public_key) the way different clients fill KeyPair."""
+    if kind == "rsa-pkcs1":
+        # gnoic's fallback: PKCS#1 "RSA PRIVATE KEY" PEM, and its DER CSR in public_key.
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key_pem(key, pkcs1=True), der_csr(key)
+    if kind == "rsa-pkcs8":
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return key_pem(key), public
+    return key_pem(key), b""
 
 
 # -- store snapshots -------------------------------------------------------------------------
@@ -307,7 +322,7 @@ class Operator:
         self, cert_id: str, key: PrivateKey, *, bundle: Sequence[bytes] = ()
     ) -> str:
         """Install with a client key (wire.md 5.2 case 2); the new fingerprint."""
-        signed = self.ca.sign_csr(_pem_csr(key))
+        signed = self.ca.sign_csr(pem_csr(key))
         call = self.stub.Install(metadata=self.metadata)
         await call.write(ins(load(signed, cert_id, private_key=key_pem(key), bundle=bundle)))
         reply = await call.read()
@@ -315,9 +330,7 @@ class Operator:
         assert await call.code() == grpc.StatusCode.OK, await call.details()
         return leaf_fingerprint(signed)
 
-    async def rotate(
-        self, cert_id: str, *, place: IdPlace = "both", bits: int = 2048
-    ) -> str:
+    async def rotate(self, cert_id: str, *, place: IdPlace = "both", bits: int = 2048) -> str:
         """A complete Rotate with a target key and Finalize; the new fingerprint."""
         gen_id, load_id = split_id(cert_id, place)
         call = self.stub.Rotate(metadata=self.metadata)
@@ -332,7 +345,24 @@ class Operator:
         return leaf_fingerprint(signed)
 
 
-def _pem_csr(key: PrivateKey) -> bytes:
+async def open_rotation(
+    operator: Operator, *, place: IdPlace = "both", bits: int = 2048
+) -> tuple[Any, str]:
+    """A Rotate of `srv` stopped between the load response and Finalize: (call, new print)."""
+    gen_id, load_id = split_id(SERVER_ID, place)
+    call = operator.stub.Rotate(metadata=operator.metadata)
+    await call.write(rot(gen(gen_id, bits=bits)))
+    reply = await call.read()
+    assert reply.WhichOneof("rotate_response") == "generated_csr"
+    signed = operator.ca.sign_csr(reply.generated_csr.csr.csr)
+    await call.write(rot(load(signed, load_id)))
+    reply = await call.read()
+    assert reply.WhichOneof("rotate_response") == "load_certificate"
+    return call, leaf_fingerprint(signed)
+
+
+def pem_csr(key: PrivateKey) -> bytes:
+    """A CSR for key, as a client that makes its own key pair sends it to its CA."""
     csr = x509.load_der_x509_csr(der_csr(key))
     return csr.public_bytes(serialization.Encoding.PEM)
 

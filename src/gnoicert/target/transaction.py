@@ -234,23 +234,28 @@ def check_lockout(
 ) -> None:
     """Refuse a bundle that would lock the operator out (semantics section 2, LOCKOUT)."""
     local_id = runtime.grpc.local_certificate
-    server_chain: tuple[x509.Certificate, ...] | None = None
+    server_chains: list[tuple[x509.Certificate, ...] | None] = []
     if replaced is not None and replaced[0] == local_id:
-        server_chain = replaced[1]
+        server_chains.append(replaced[1])
     else:
-        entity = policy.server_entity(runtime.grpc, view)
-        if entity is not None:
-            server_chain = policy.entity_chain(entity)
+        # A Rotate of the server's certificate may be in effect: if it rolls back, the
+        # committed certificate is served again. The bundle must verify whichever ends up served.
+        served = (
+            policy.server_entity(runtime.grpc, v) for v in (view, runtime.store.committed_view())
+        )
+        entities = {entity.fingerprint: entity for entity in served if entity is not None}
+        server_chains.extend(policy.entity_chain(entity) for entity in entities.values())
     trust = runtime.client_trust(view.ca_bundle_pem)
-    reason = policy.bundle_locks_out(
-        bundle,
-        server_chain=server_chain,
-        caller_certificate=caller.certificate,
-        bundle_verifies_clients=trust.uses_store_bundle and not runtime.insecure,
-        known_cas=view.ca_bundle,
-    )
-    if reason is not None:
-        raise errors.Lockout(reason)
+    for index, server_chain in enumerate(server_chains or [None]):
+        reason = policy.bundle_locks_out(
+            bundle,
+            server_chain=server_chain,
+            caller_certificate=caller.certificate if index == 0 else None,
+            bundle_verifies_clients=trust.uses_store_bundle and not runtime.insecure,
+            known_cas=view.ca_bundle,
+        )
+        if reason is not None:
+            raise errors.Lockout(reason)
 
 
 def stage_load(tx: Transaction, prepared: PreparedLoad) -> CertificateEntity:
