@@ -259,10 +259,12 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
     return certificates
 
 
-def load_private_key(data: bytes) -> PrivateKey:
+def load_private_key(data: bytes, *, trusted: bool = False) -> PrivateKey:
     """Unencrypted PEM (PKCS#1, PKCS#8, SEC1) or DER; RSA >= 1024 or EC P-256/P-384.
 
-    Raises BadEncoding; the message says what is accepted and never echoes the key bytes.
+    trusted skips RSA key validation (~40 ms for 2048 bits): only for keys the target made or
+    already validated when they were loaded. Raises BadEncoding; the message says what is
+    accepted and never echoes the key bytes.
     """
     raw = bytes(data)
     text = raw.strip()
@@ -273,9 +275,13 @@ def load_private_key(data: bytes) -> PrivateKey:
         raise BadEncoding(f"the private key is encrypted; send {_KEYS_ACCEPTED}")
     try:
         if pem:
-            loaded = serialization.load_pem_private_key(text, password=None)
+            loaded = serialization.load_pem_private_key(
+                text, password=None, unsafe_skip_rsa_key_validation=trusted
+            )
         else:
-            loaded = serialization.load_der_private_key(raw, password=None)
+            loaded = serialization.load_der_private_key(
+                raw, password=None, unsafe_skip_rsa_key_validation=trusted
+            )
     except TypeError:
         # cryptography's way of saying "this key needs a password".
         raise BadEncoding(f"the private key is encrypted; send {_KEYS_ACCEPTED}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -52,6 +52,16 @@ CAN_GENERATE_CSR = SERVICE + "CanGenerateCSR"
 TIME = "/gnoi.system.System/Time"
 
 _R = TypeVar("_R")
+_Response = TypeVar(
+    "_Response", cert_pb2.RotateCertificateResponse, cert_pb2.InstallCertificateResponse
+)
+_STREAM_RPCS = {Kind.ROTATE: ROTATE, Kind.INSTALL: INSTALL}
+_ONEOF = {Kind.ROTATE: "rotate_request", Kind.INSTALL: "install_request"}
+_ENDED_EARLY = {
+    Kind.ROTATE: "the Rotate stream ended before finalize_rotation; "
+    "the previous certificate stays in place",
+    Kind.INSTALL: "the Install stream ended before load_certificate; nothing was installed",
+}
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -135,72 +145,67 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         request_iterator: AsyncIterator[cert_pb2.RotateCertificateRequest],
         context: Context,
     ) -> AsyncIterator[cert_pb2.RotateCertificateResponse]:
-        caller = await self._admit_or_abort(context, ROTATE)
-        stream = StreamTransaction(
-            Kind.ROTATE, self._runtime, caller, on_late_commit=self._on_change
+        responses = self._serve_stream(
+            Kind.ROTATE, request_iterator, context, cert_pb2.RotateCertificateResponse
         )
         try:
-            while True:
-                request = await stream.next_request(request_iterator)
-                if request is None:
-                    raise errors.NotFinalized(
-                        "the Rotate stream ended before finalize_rotation; "
-                        "the previous certificate stays in place"
-                    )
-                which = request.WhichOneof("rotate_request")
-                if which == "generate_csr":
-                    csr = await stream.generate_csr(request.generate_csr)
-                    yield cert_pb2.RotateCertificateResponse(generated_csr=csr)
-                elif which == "load_certificate":
-                    await stream.load(request.load_certificate)
-                    yield cert_pb2.RotateCertificateResponse(
-                        load_certificate=cert_pb2.LoadCertificateResponse()
-                    )
-                elif which == "finalize_rotation":
-                    await stream.finalize()
-                    self._after_change(context)
-                    return
-                else:
-                    raise errors.MalformedRequest(
-                        "empty RotateCertificateRequest: set generate_csr, load_certificate "
-                        "or finalize_rotation"
-                    )
-        except Exception as exc:
-            stream.end(exc)
-            await self._abort(context, caller, exc)
+            async for response in responses:
+                yield response
         finally:
-            stream.end(None)
+            await responses.aclose()  # a handler closed by gRPC closes the stream at once
 
     async def Install(
         self,
         request_iterator: AsyncIterator[cert_pb2.InstallCertificateRequest],
         context: Context,
     ) -> AsyncIterator[cert_pb2.InstallCertificateResponse]:
-        caller = await self._admit_or_abort(context, INSTALL)
-        stream = StreamTransaction(
-            Kind.INSTALL, self._runtime, caller, on_late_commit=self._on_change
+        responses = self._serve_stream(
+            Kind.INSTALL, request_iterator, context, cert_pb2.InstallCertificateResponse
         )
         try:
+            async for response in responses:
+                yield response
+        finally:
+            await responses.aclose()  # a handler closed by gRPC closes the stream at once
+
+    async def _serve_stream(
+        self,
+        kind: Kind,
+        requests: AsyncIterator[Any],
+        context: Context,
+        response_type: Callable[..., _Response],
+    ) -> AsyncGenerator[_Response, None]:
+        """One Install or Rotate stream: the message order of semantics section 3.
+
+        Install commits at its load and ends at once; Rotate commits on reading Finalize.
+        """
+        caller = await self._admit_or_abort(context, _STREAM_RPCS[kind])
+        stream = StreamTransaction(kind, self._runtime, caller, on_late_commit=self._on_change)
+        try:
             while True:
-                request = await stream.next_request(request_iterator)
+                request = await stream.next_request(requests)
                 if request is None:
-                    raise errors.NotFinalized(
-                        "the Install stream ended before load_certificate; nothing was installed"
-                    )
-                which = request.WhichOneof("install_request")
+                    raise errors.NotFinalized(_ENDED_EARLY[kind])
+                which = request.WhichOneof(_ONEOF[kind])
                 if which == "generate_csr":
                     csr = await stream.generate_csr(request.generate_csr)
-                    yield cert_pb2.InstallCertificateResponse(generated_csr=csr)
+                    yield response_type(generated_csr=csr)
                 elif which == "load_certificate":
                     await stream.load(request.load_certificate)
+                    if kind is Kind.INSTALL:
+                        self._after_change(context)
+                    yield response_type(load_certificate=cert_pb2.LoadCertificateResponse())
+                    if kind is Kind.INSTALL:
+                        return
+                elif which == "finalize_rotation":
+                    await stream.finalize()
                     self._after_change(context)
-                    yield cert_pb2.InstallCertificateResponse(
-                        load_certificate=cert_pb2.LoadCertificateResponse()
-                    )
                     return
                 else:
+                    cases = request.DESCRIPTOR.oneofs_by_name[_ONEOF[kind]].fields
                     raise errors.MalformedRequest(
-                        "empty InstallCertificateRequest: set generate_csr or load_certificate"
+                        f"empty {request.DESCRIPTOR.name}: set "
+                        + " or ".join(field.name for field in cases)
                     )
         except Exception as exc:
             stream.end(exc)
@@ -251,7 +256,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                             f"no pending key for certificate ID '{cert_id}' (none generated, or "
                             "it expired): call GenerateCSR first, or send key_pair"
                         )
-                    csr_key = await asyncio.to_thread(crypto.load_private_key, pending)
+                    csr_key = crypto.load_private_key(pending, trusted=True)  # made here
                     tx.consume_pending_key(cert_id)
                 view = store.view()
                 old = view.entities.get(cert_id)

@@ -143,7 +143,8 @@ class CredentialManager:
             source = "factory"
         leaf = crypto.load_certificates(chain_pem)[0]
         if source != "factory":
-            crypto.check_key_matches(leaf, crypto.load_private_key(key_pem))
+            # The store's keys were validated at load (or made here): check the pair only.
+            crypto.check_key_matches(leaf, crypto.load_private_key(key_pem, trusted=True))
         trust = self._runtime.client_trust(view.ca_bundle_pem)
         return ServedCredentials(
             chain_pem=chain_pem,
