@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -85,7 +84,8 @@ def main() -> int:
     if args.check:
         present = {p.name for p in OUT_DIR.iterdir() if p.is_file()}
         stale = sorted(
-            name for name, text in files.items()
+            name
+            for name, text in files.items()
             if not (OUT_DIR / name).exists() or (OUT_DIR / name).read_text() != text
         )
         extra = sorted(present - set(files) - {"py.typed"})

@@ -17,7 +17,10 @@ def gen(cert_id: str = "", cn: str = "127.0.0.1") -> cert_pb2.GenerateCSRRequest
     return cert_pb2.GenerateCSRRequest(
         certificate_id=cert_id,
         csr_params=cert_pb2.CSRParams(
-            type=cert_pb2.CT_X509, key_type=cert_pb2.KT_RSA, min_key_size=2048, common_name=cn,
+            type=cert_pb2.CT_X509,
+            key_type=cert_pb2.KT_RSA,
+            min_key_size=2048,
+            common_name=cn,
             ip_address="127.0.0.1",
         ),
     )
@@ -40,7 +43,9 @@ async def test_install_with_bundle_switches_to_mutual_tls(target: Target, ca: Te
             load_certificate=cert_pb2.LoadCertificateRequest(
                 certificate=cert_pb2.Certificate(type=cert_pb2.CT_X509, certificate=signed),
                 certificate_id="srv",
-                ca_certificates=[cert_pb2.Certificate(type=cert_pb2.CT_X509, certificate=ca.bundle_pem)],
+                ca_certificates=[
+                    cert_pb2.Certificate(type=cert_pb2.CT_X509, certificate=ca.bundle_pem)
+                ],
             )
         )
     )

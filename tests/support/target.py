@@ -25,8 +25,8 @@ import grpc
 
 from gnoicert.proto import cert_pb2_grpc, system_pb2_grpc
 from gnoicert.target.auth import hash_password
-from gnoicert.target.server import Daemon
 from gnoicert.target.config import load_config
+from gnoicert.target.server import Daemon
 
 PASSWORDS = {"admin": "admin-password", "reader": "reader-password"}
 ROLES = {"admin": "admin", "reader": "read-only"}
@@ -79,9 +79,11 @@ def served_certificate_der(address: str) -> bytes:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        with context.wrap_socket(sock) as tls:
-            der = tls.getpeercert(binary_form=True)
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as sock,
+        context.wrap_socket(sock) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
     assert der is not None
     return der
 
@@ -158,9 +160,7 @@ async def start_target(
     top_lines: Sequence[str] = (),
     insecure: bool = False,
 ) -> Target:
-    config_path = write_config(
-        directory, users=users, grpc_lines=grpc_lines, top_lines=top_lines
-    )
+    config_path = write_config(directory, users=users, grpc_lines=grpc_lines, top_lines=top_lines)
     daemon = Daemon(load_config(config_path), insecure=insecure)
     await daemon.start()
     return Target(daemon=daemon, directory=directory, config_path=config_path)
@@ -203,14 +203,25 @@ class TargetProcess:
         return log.read_text() if log.exists() else ""
 
 
-def spawn_target(config_path: Path, *, timeout: float = 30.0, extra: Sequence[str] = ()) -> TargetProcess:
+def spawn_target(
+    config_path: Path, *, timeout: float = 30.0, extra: Sequence[str] = ()
+) -> TargetProcess:
     directory = config_path.parent
     ready = directory / "ready"
     ready.unlink(missing_ok=True)
     log = (directory / "gnoicertd.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gnoicert.target.server", "serve", "--config", str(config_path),
-         "--ready-file", str(ready), *extra],
+        [
+            sys.executable,
+            "-m",
+            "gnoicert.target.server",
+            "serve",
+            "--config",
+            str(config_path),
+            "--ready-file",
+            str(ready),
+            *extra,
+        ],
         stdout=log,
         stderr=log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -16,7 +16,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from gnoicert.client.certinfo import san_strings
 from gnoicert.client.models import CheckResult, CheckStatus, PreflightReport
 from gnoicert.client.steps import Material
-from gnoicert.pki.crypto import CLOCK_SKEW, PrivateKey, PublicKey, chain_verifies
+from gnoicert.pki.chain import CLOCK_SKEW, chain_verifies
+from gnoicert.pki.crypto import PrivateKey, PublicKey
 
 
 def run_preflight(

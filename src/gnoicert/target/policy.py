@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from gnoicert.pki import crypto
+from gnoicert.pki.chain import chain_verifies
 from gnoicert.pki.store import CertificateEntity, StoreView
 from gnoicert.target.config import ClientCertificateRequest, GrpcConfig
 
@@ -82,7 +83,7 @@ def bundle_locks_out(
     the certificate of the client sending it when that bundle is what client certificates are
     checked against (semantics section 2, LOCKOUT).
     """
-    if server_chain is not None and not crypto.chain_verifies(
+    if server_chain is not None and not chain_verifies(
         server_chain[0], server_chain[1:], new_bundle
     ):
         return (
@@ -94,7 +95,7 @@ def bundle_locks_out(
         and caller_certificate is not None
         # The TLS stack shows only the caller's leaf; the intermediates it sent are usually
         # in a bundle (old or new), so they may complete the path to the new bundle's roots.
-        and not crypto.chain_verifies(caller_certificate, (*new_bundle, *known_cas), new_bundle)
+        and not chain_verifies(caller_certificate, (*new_bundle, *known_cas), new_bundle)
     ):
         return (
             "the new CA bundle does not verify your own client certificate "

@@ -20,6 +20,7 @@ from cryptography import x509
 
 from gnoicert.pki import crypto
 from gnoicert.pki import errors as pki
+from gnoicert.pki.chain import check_leaf
 from gnoicert.pki.store import CertificateEntity, KeyOrigin, Store, StoreView, Transaction
 from gnoicert.proto import cert_pb2
 from gnoicert.target import errors, policy
@@ -204,7 +205,7 @@ def prepare_load(
 
     bundle = parse_bundle(request.ca_certificates) if request.ca_certificates else None
     anchors = bundle if bundle is not None else view.ca_bundle
-    crypto.check_leaf(leaf, intermediates, anchors)
+    check_leaf(leaf, intermediates, anchors)
     if bundle is not None:
         check_lockout(
             bundle,

@@ -23,7 +23,8 @@ from gnoicert.client.ca import (
 from gnoicert.client.errors import InputError, SignerError
 from gnoicert.client.models import CsrParams
 from gnoicert.client.signer import Signer
-from gnoicert.pki.crypto import build_csr, chain_verifies, generate_rsa_key, load_certificates
+from gnoicert.pki.chain import chain_verifies
+from gnoicert.pki.crypto import build_csr, generate_rsa_key, load_certificates
 from tests.unit.client.conftest import ec_key
 
 

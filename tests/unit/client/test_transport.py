@@ -272,7 +272,9 @@ class TestAgainstATargetThatImplementsNothing:
             with pytest.raises(RpcFailed) as caught:
                 await client.install(spec)
         assert caught.value.rpc == "Install"
-        assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
+        # Writing the load to a stream the server already ended as UNIMPLEMENTED sometimes
+        # surfaces as grpc core's INTERNAL "Internal error from Core" (a race inside grpcio).
+        assert caught.value.code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL)
         messages = [record.getMessage() for record in caplog.records]
         assert "CanGenerateCSR is not implemented; trying GenerateCSR" in messages
         assert "Install: target cannot generate the key; making it here" in messages

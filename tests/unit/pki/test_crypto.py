@@ -23,8 +23,10 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from gnoicert.pki import chain as pki_chain
 from gnoicert.pki import crypto
-from gnoicert.pki.crypto import CsrSubject, TrustSet
+from gnoicert.pki.chain import CLOCK_SKEW, TrustSet, chain_verifies, check_leaf
+from gnoicert.pki.crypto import CsrSubject
 from gnoicert.pki.errors import (
     BadEncoding,
     BadKeyUsage,
@@ -653,19 +655,19 @@ class TestKeyChecks:
 
 class TestCheckLeafValidity:
     def test_good_chain(self, chain: Chain) -> None:
-        crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+        check_leaf(chain.leaf.cert, [chain.intermediate.cert], [chain.root.cert])
 
     def test_expired(self, issue_cert: Issue, chain: Chain, ref: dt.datetime) -> None:
         leaf = issue_cert(
             chain.leaf.key, "old", chain.intermediate, not_before=ref - 9 * DAY, not_after=ref - DAY
         )
         with pytest.raises(CertificateExpired, match="expired at"):
-            crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert], now=ref)
+            check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert], now=ref)
 
     def test_not_yet_valid(self, issue_cert: Issue, chain: Chain, ref: dt.datetime) -> None:
         leaf = issue_cert(chain.leaf.key, "new", chain.intermediate, not_before=ref + DAY)
         with pytest.raises(CertificateNotYetValid, match="not valid before"):
-            crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert], now=ref)
+            check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert], now=ref)
 
     def test_skew_boundaries(self, issue_cert: Issue, chain: Chain, ref: dt.datetime) -> None:
         leaf = issue_cert(
@@ -673,26 +675,24 @@ class TestCheckLeafValidity:
         )
         args = (leaf.cert, [chain.intermediate.cert], [chain.root.cert])
         for accepted in (ref - 5 * MINUTE, ref - 4 * MINUTE, ref + 14 * MINUTE, ref + 15 * MINUTE):
-            crypto.check_leaf(*args, now=accepted)
+            check_leaf(*args, now=accepted)
         with pytest.raises(CertificateNotYetValid):
-            crypto.check_leaf(*args, now=ref - 5 * MINUTE - dt.timedelta(seconds=1))
+            check_leaf(*args, now=ref - 5 * MINUTE - dt.timedelta(seconds=1))
         with pytest.raises(CertificateExpired):
-            crypto.check_leaf(*args, now=ref + 15 * MINUTE + dt.timedelta(seconds=1))
+            check_leaf(*args, now=ref + 15 * MINUTE + dt.timedelta(seconds=1))
 
     def test_now_defaults_to_the_clock(self, issue_cert: Issue, chain: Chain) -> None:
         now = dt.datetime.now(dt.UTC)
         leaf = issue_cert(chain.leaf.key, "soon", chain.intermediate, not_before=now + 3 * MINUTE)
-        crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+        check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
         later = issue_cert(chain.leaf.key, "later", chain.intermediate, not_before=now + DAY)
         with pytest.raises(CertificateNotYetValid):
-            crypto.check_leaf(later.cert, [chain.intermediate.cert], [chain.root.cert])
+            check_leaf(later.cert, [chain.intermediate.cert], [chain.root.cert])
 
     def test_naive_now_is_utc(self, chain: Chain, ref: dt.datetime) -> None:
         naive = (ref + 60 * DAY).replace(tzinfo=None)
         with pytest.raises(CertificateExpired):
-            crypto.check_leaf(
-                chain.leaf.cert, [chain.intermediate.cert], [chain.root.cert], now=naive
-            )
+            check_leaf(chain.leaf.cert, [chain.intermediate.cert], [chain.root.cert], now=naive)
 
     def test_validity_comes_before_usage(
         self, issue_cert: Issue, keys: Keys, ref: dt.datetime
@@ -701,20 +701,20 @@ class TestCheckLeafValidity:
             keys.rsa_c, "Old CA", ca=True, not_after=ref - DAY, not_before=ref - 9 * DAY
         )
         with pytest.raises(CertificateExpired):
-            crypto.check_leaf(old_ca.cert, [], [old_ca.cert], now=ref)
+            check_leaf(old_ca.cert, [], [old_ca.cert], now=ref)
 
 
 class TestCheckLeafUsage:
     def test_ca_certificate_as_leaf(self, chain: Chain) -> None:
         with pytest.raises(BadKeyUsage, match="is a CA certificate; install an end-entity"):
-            crypto.check_leaf(chain.intermediate.cert, [], [chain.root.cert])
+            check_leaf(chain.intermediate.cert, [], [chain.root.cert])
 
     def test_code_signing_only(self, issue_cert: Issue, chain: Chain) -> None:
         leaf = issue_cert(
             chain.leaf.key, "signer", chain.intermediate, eku=[ExtendedKeyUsageOID.CODE_SIGNING]
         )
         with pytest.raises(BadKeyUsage, match="serverAuth nor clientAuth"):
-            crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+            check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
 
     @pytest.mark.parametrize(
         "eku",
@@ -729,7 +729,7 @@ class TestCheckLeafUsage:
         self, issue_cert: Issue, chain: Chain, eku: list[x509.ObjectIdentifier]
     ) -> None:
         leaf = issue_cert(chain.leaf.key, "client", chain.intermediate, eku=eku)
-        crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+        check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
 
     @pytest.mark.parametrize(
         ("key_name", "ku"),
@@ -744,7 +744,7 @@ class TestCheckLeafUsage:
         self, issue_cert: Issue, chain: Chain, keys: Keys, key_name: str, ku: x509.KeyUsage
     ) -> None:
         leaf = issue_cert(getattr(keys, key_name), "ku", chain.intermediate, ku=ku)
-        crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+        check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
 
     @pytest.mark.parametrize(
         ("key_name", "ku"),
@@ -760,7 +760,7 @@ class TestCheckLeafUsage:
     ) -> None:
         leaf = issue_cert(getattr(keys, key_name), "ku", chain.intermediate, ku=ku)
         with pytest.raises(BadKeyUsage, match="digitalSignature"):
-            crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+            check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
 
 
 class TestCheckLeafChain:
@@ -769,7 +769,7 @@ class TestCheckLeafChain:
         self, issue_cert: Issue, chain: Chain, keys: Keys, key_name: str
     ) -> None:
         leaf = issue_cert(getattr(keys, key_name), "leaf", chain.intermediate, eku=[SERVER_AUTH])
-        crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+        check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
 
     def test_intermediates_in_any_order(self, issue_cert: Issue, keys: Keys) -> None:
         root = issue_cert(keys.rsa_a, "Order Root", ca=True)
@@ -782,51 +782,51 @@ class TestCheckLeafChain:
             [second.cert, first.cert],
             [unrelated.cert, second.cert, root.cert, first.cert],
         ):
-            crypto.check_leaf(leaf.cert, intermediates, [root.cert])
+            check_leaf(leaf.cert, intermediates, [root.cert])
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(leaf.cert, [second.cert], [root.cert])
+            check_leaf(leaf.cert, [second.cert], [root.cert])
 
     def test_intermediate_in_the_bundle(self, chain: Chain) -> None:
-        crypto.check_leaf(chain.leaf.cert, [], [chain.root.cert, chain.intermediate.cert])
-        crypto.check_leaf(chain.leaf.cert, [], [chain.intermediate.cert])
+        check_leaf(chain.leaf.cert, [], [chain.root.cert, chain.intermediate.cert])
+        check_leaf(chain.leaf.cert, [], [chain.intermediate.cert])
 
     def test_no_ca_bundle(self, chain: Chain) -> None:
         with pytest.raises(ChainVerificationFailed, match="no CA bundle is loaded on the target"):
-            crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], [])
+            check_leaf(chain.leaf.cert, [chain.intermediate.cert], [])
 
     def test_missing_intermediate(self, chain: Chain) -> None:
         with pytest.raises(ChainVerificationFailed, match="no path to a trusted CA"):
-            crypto.check_leaf(chain.leaf.cert, [], [chain.root.cert])
+            check_leaf(chain.leaf.cert, [], [chain.root.cert])
 
     def test_unrelated_root(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         other = issue_cert(keys.rsa_c, "Other Root", ca=True)
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], [other.cert])
+            check_leaf(chain.leaf.cert, [chain.intermediate.cert], [other.cert])
 
     def test_wrong_root_with_the_same_name(
         self, issue_cert: Issue, chain: Chain, keys: Keys
     ) -> None:
         impostor = issue_cert(keys.rsa_c, "Test Root CA", ca=True)
         with pytest.raises(ChainVerificationFailed, match="signature"):
-            crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], [impostor.cert])
+            check_leaf(chain.leaf.cert, [chain.intermediate.cert], [impostor.cert])
 
     def test_tampered_signature(self, chain: Chain) -> None:
         der = bytearray(chain.leaf.cert.public_bytes(serialization.Encoding.DER))
         der[-1] ^= 0x01
         tampered = x509.load_der_x509_certificate(bytes(der))
         with pytest.raises(ChainVerificationFailed, match="signature"):
-            crypto.check_leaf(tampered, [chain.intermediate.cert], [chain.root.cert])
+            check_leaf(tampered, [chain.intermediate.cert], [chain.root.cert])
 
     def test_forged_issuer_name(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         forged = issue_cert(keys.rsa_c, "forged", chain.intermediate, signing_key=keys.p256_b)
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(forged.cert, [chain.intermediate.cert], [chain.root.cert])
+            check_leaf(forged.cert, [chain.intermediate.cert], [chain.root.cert])
 
     def test_issuer_that_is_not_a_ca(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         fake_ca = issue_cert(keys.p256_b, "Not A CA", chain.root, ca=False)
         leaf = issue_cert(keys.p384, "under-fake", fake_ca)
         with pytest.raises(ChainVerificationFailed, match="cA"):
-            crypto.check_leaf(leaf.cert, [fake_ca.cert], [chain.root.cert])
+            check_leaf(leaf.cert, [fake_ca.cert], [chain.root.cert])
 
     def test_issuer_without_basic_constraints(
         self, issue_cert: Issue, chain: Chain, keys: Keys
@@ -834,7 +834,7 @@ class TestCheckLeafChain:
         fake_ca = issue_cert(keys.p256_b, "No BC", chain.root, basic_constraints=False, ku=None)
         leaf = issue_cert(keys.p384, "under-nobc", fake_ca)
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(leaf.cert, [fake_ca.cert], [chain.root.cert])
+            check_leaf(leaf.cert, [fake_ca.cert], [chain.root.cert])
 
     def test_ca_key_usage_without_cert_sign(
         self, issue_cert: Issue, chain: Chain, keys: Keys
@@ -844,14 +844,14 @@ class TestCheckLeafChain:
         )
         leaf = issue_cert(keys.p384, "under-nocertsign", bad_ca)
         with pytest.raises(ChainVerificationFailed, match="keyCertSign"):
-            crypto.check_leaf(leaf.cert, [bad_ca.cert], [chain.root.cert])
+            check_leaf(leaf.cert, [bad_ca.cert], [chain.root.cert])
 
     def test_path_length(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         # chain.intermediate has pathLen 0: it may not issue another CA.
         sub_ca = issue_cert(keys.p384, "Sub CA", chain.intermediate, ca=True)
         leaf = issue_cert(keys.p256_b, "deep", sub_ca)
         with pytest.raises(ChainVerificationFailed, match="path length"):
-            crypto.check_leaf(leaf.cert, [chain.intermediate.cert, sub_ca.cert], [chain.root.cert])
+            check_leaf(leaf.cert, [chain.intermediate.cert, sub_ca.cert], [chain.root.cert])
 
     def test_expired_intermediate(
         self, issue_cert: Issue, chain: Chain, keys: Keys, ref: dt.datetime
@@ -866,23 +866,23 @@ class TestCheckLeafChain:
         )
         leaf = issue_cert(keys.p384, "under-old", old)
         with pytest.raises(ChainVerificationFailed, match="outside its validity period"):
-            crypto.check_leaf(leaf.cert, [old.cert], [chain.root.cert], now=ref)
+            check_leaf(leaf.cert, [old.cert], [chain.root.cert], now=ref)
 
     def test_self_signed_leaf_in_the_bundle(self, keys: Keys) -> None:
         cert = crypto.make_self_signed_certificate(keys.p256_b, common_name="device")
-        crypto.check_leaf(cert, [], [cert])
+        check_leaf(cert, [], [cert])
 
     def test_openssl_root_without_key_usage(self, vector: Vector) -> None:
         # "openssl req -x509" roots carry no keyUsage; WebPKI's CA profile would refuse them.
         root = crypto.load_certificates(vector("openssl_root.pem"))
         leaf = crypto.load_certificates(vector("openssl_leaf.pem"))[0]
         at = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-        crypto.check_leaf(leaf, [], root, now=at)
+        check_leaf(leaf, [], root, now=at)
         crypto.check_key_matches(leaf, crypto.load_private_key(vector("ec_p256_sec1.pem")))
 
     def test_message_names_the_leaf(self, chain: Chain) -> None:
         with pytest.raises(ChainVerificationFailed, match=r"router1\.example\.net"):
-            crypto.check_leaf(chain.leaf.cert, [], [chain.root.cert])
+            check_leaf(chain.leaf.cert, [], [chain.root.cert])
 
 
 class TestCheckLeafFallback:
@@ -902,15 +902,13 @@ class TestCheckLeafFallback:
             verifier.verify(weak_chain.leaf.cert, [weak_chain.intermediate.cert])
 
     def test_rsa1024_root_and_intermediate(self, weak_chain: Chain) -> None:
-        crypto.check_leaf(
-            weak_chain.leaf.cert, [weak_chain.intermediate.cert], [weak_chain.root.cert]
-        )
+        check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], [weak_chain.root.cert])
 
     def test_rsa1024_leaf_under_2048_ca(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         leaf = issue_cert(keys.rsa1024_c, "small-leaf", chain.intermediate, eku=[SERVER_AUTH])
-        crypto.check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+        check_leaf(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
         direct = issue_cert(keys.rsa1024_c, "small-leaf-2", chain.root)
-        crypto.check_leaf(direct.cert, [], [chain.root.cert])
+        check_leaf(direct.cert, [], [chain.root.cert])
 
     def test_rsa1024_wrong_signature(
         self, issue_cert: Issue, weak_chain: Chain, keys: Keys
@@ -923,26 +921,26 @@ class TestCheckLeafFallback:
             signing_key=keys.rsa1024_c,
         )
         with pytest.raises(ChainVerificationFailed, match="signature"):
-            crypto.check_leaf(weak_chain.leaf.cert, [forged.cert], [weak_chain.root.cert])
+            check_leaf(weak_chain.leaf.cert, [forged.cert], [weak_chain.root.cert])
 
     def test_rsa1024_untrusted_root(self, issue_cert: Issue, weak_chain: Chain, keys: Keys) -> None:
         other = issue_cert(keys.rsa1024_c, "Other Weak Root", ca=True)
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], [other.cert])
+            check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], [other.cert])
         with pytest.raises(ChainVerificationFailed, match="no path"):
-            crypto.check_leaf(weak_chain.leaf.cert, [], [weak_chain.root.cert])
+            check_leaf(weak_chain.leaf.cert, [], [weak_chain.root.cert])
 
     def test_rsa1024_impostor_root(self, issue_cert: Issue, weak_chain: Chain, keys: Keys) -> None:
         impostor = issue_cert(keys.rsa1024_c, "Weak Root CA", ca=True)
         with pytest.raises(ChainVerificationFailed, match="signature"):
-            crypto.check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], [impostor.cert])
+            check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], [impostor.cert])
 
     def test_rsa1024_tampered_leaf(self, weak_chain: Chain) -> None:
         der = bytearray(weak_chain.leaf.cert.public_bytes(serialization.Encoding.DER))
         der[-1] ^= 0x80
         tampered = x509.load_der_x509_certificate(bytes(der))
         with pytest.raises(ChainVerificationFailed, match="signature"):
-            crypto.check_leaf(tampered, [weak_chain.intermediate.cert], [weak_chain.root.cert])
+            check_leaf(tampered, [weak_chain.intermediate.cert], [weak_chain.root.cert])
 
     def test_rsa1024_issuer_not_a_ca(
         self, issue_cert: Issue, weak_chain: Chain, keys: Keys
@@ -951,7 +949,7 @@ class TestCheckLeafFallback:
         leaf = issue_cert(keys.rsa1024_c, "under-weak-fake", fake)
         # The library may see this before the key size; either way the chain is refused.
         with pytest.raises(ChainVerificationFailed, match=r"not a CA|cA must be asserted"):
-            crypto.check_leaf(leaf.cert, [fake.cert], [weak_chain.root.cert])
+            check_leaf(leaf.cert, [fake.cert], [weak_chain.root.cert])
 
     def test_rsa1024_issuer_without_cert_sign(
         self, issue_cert: Issue, weak_chain: Chain, keys: Keys
@@ -961,18 +959,18 @@ class TestCheckLeafFallback:
         )
         leaf = issue_cert(keys.rsa1024_c, "under-weak-nosign", bad)
         with pytest.raises(ChainVerificationFailed, match="keyCertSign"):
-            crypto.check_leaf(leaf.cert, [bad.cert], [weak_chain.root.cert])
+            check_leaf(leaf.cert, [bad.cert], [weak_chain.root.cert])
 
     def test_rsa1024_path_length(self, issue_cert: Issue, keys: Keys) -> None:
         root = issue_cert(keys.rsa1024_a, "Weak Len Root", ca=True, path_length=0)
         sub = issue_cert(keys.rsa1024_b, "Weak Len Sub", root, ca=True)
         leaf = issue_cert(keys.rsa1024_c, "weak-deep", sub)
         with pytest.raises(ChainVerificationFailed, match="path length"):
-            crypto.check_leaf(leaf.cert, [sub.cert], [root.cert])
+            check_leaf(leaf.cert, [sub.cert], [root.cert])
         allowed_root = issue_cert(keys.rsa1024_a, "Weak Len Root 1", ca=True, path_length=1)
         allowed_sub = issue_cert(keys.rsa1024_b, "Weak Len Sub 1", allowed_root, ca=True)
         allowed_leaf = issue_cert(keys.rsa1024_c, "weak-deep-1", allowed_sub)
-        crypto.check_leaf(allowed_leaf.cert, [allowed_sub.cert], [allowed_root.cert])
+        check_leaf(allowed_leaf.cert, [allowed_sub.cert], [allowed_root.cert])
 
     def test_rsa1024_expired_intermediate(
         self, issue_cert: Issue, weak_chain: Chain, keys: Keys, ref: dt.datetime
@@ -987,7 +985,7 @@ class TestCheckLeafFallback:
         )
         leaf = issue_cert(keys.rsa1024_c, "under-weak-old", old)
         with pytest.raises(ChainVerificationFailed, match="outside its validity period"):
-            crypto.check_leaf(leaf.cert, [old.cert], [weak_chain.root.cert], now=ref)
+            check_leaf(leaf.cert, [old.cert], [weak_chain.root.cert], now=ref)
 
     def test_rsa1024_name_constraints_are_not_trusted_blindly(
         self, issue_cert: Issue, weak_chain: Chain, keys: Keys
@@ -1000,15 +998,15 @@ class TestCheckLeafFallback:
         )
         leaf = issue_cert(keys.rsa1024_c, "outside.example.net", constrained)
         with pytest.raises(ChainVerificationFailed, match="name constraints"):
-            crypto.check_leaf(leaf.cert, [constrained.cert], [weak_chain.root.cert])
+            check_leaf(leaf.cert, [constrained.cert], [weak_chain.root.cert])
 
     def test_ed25519_root(self, issue_cert: Issue, keys: Keys) -> None:
         root = issue_cert(keys.ed25519, "Ed25519 Root", ca=True)
         leaf = issue_cert(keys.p256_b, "under-ed25519", root)
-        crypto.check_leaf(leaf.cert, [], [root.cert])
+        check_leaf(leaf.cert, [], [root.cert])
         impostor = issue_cert(keys.p384, "Ed25519 Root", ca=True)
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(leaf.cert, [], [impostor.cert])
+            check_leaf(leaf.cert, [], [impostor.cert])
 
 
 class TestTrustSet:
@@ -1016,25 +1014,25 @@ class TestTrustSet:
         trust = TrustSet([chain.root.cert])
         assert len(trust) == 1
         assert trust.anchors == (chain.root.cert,)
-        crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], trust)
-        assert crypto.chain_verifies(chain.leaf.cert, [chain.intermediate.cert], trust)
+        check_leaf(chain.leaf.cert, [chain.intermediate.cert], trust)
+        assert chain_verifies(chain.leaf.cert, [chain.intermediate.cert], trust)
         other = TrustSet([issue_cert(keys.rsa_c, "Test Root CA", ca=True).cert])
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], other)
-        assert not crypto.chain_verifies(chain.leaf.cert, [chain.intermediate.cert], other)
+            check_leaf(chain.leaf.cert, [chain.intermediate.cert], other)
+        assert not chain_verifies(chain.leaf.cert, [chain.intermediate.cert], other)
 
     def test_fallback_through_a_trust_set(self, weak_chain: Chain) -> None:
         trust = TrustSet([weak_chain.root.cert])
         for _ in range(2):  # the second call uses the cached subject index
-            crypto.check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], trust)
-        assert crypto.chain_verifies(weak_chain.leaf.cert, [weak_chain.intermediate.cert], trust)
+            check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], trust)
+        assert chain_verifies(weak_chain.leaf.cert, [weak_chain.intermediate.cert], trust)
 
     def test_empty(self, chain: Chain) -> None:
         trust = TrustSet([])
         assert len(trust) == 0
         with pytest.raises(ChainVerificationFailed, match="no CA bundle"):
-            crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], trust)
-        assert not crypto.chain_verifies(chain.leaf.cert, [chain.intermediate.cert], trust)
+            check_leaf(chain.leaf.cert, [chain.intermediate.cert], trust)
+        assert not chain_verifies(chain.leaf.cert, [chain.intermediate.cert], trust)
 
     def test_20000_anchors(self, chain: Chain, weak_chain: Chain, keys: Keys) -> None:
         # 20,000 distinct self-signed CAs, made by rewriting the name inside one DER template:
@@ -1048,14 +1046,14 @@ class TestTrustSet:
         ]
         bundle = [*anchors[:10_000], chain.root.cert, weak_chain.root.cert, *anchors[10_000:]]
         started = time.perf_counter()
-        crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], bundle)
-        crypto.check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], bundle)
-        assert crypto.chain_verifies(chain.leaf.cert, [chain.intermediate.cert], bundle)
+        check_leaf(chain.leaf.cert, [chain.intermediate.cert], bundle)
+        check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], bundle)
+        assert chain_verifies(chain.leaf.cert, [chain.intermediate.cert], bundle)
         per_call = time.perf_counter() - started
         trust = TrustSet(bundle)
         started = time.perf_counter()
         for _ in range(10):
-            crypto.check_leaf(chain.leaf.cert, [chain.intermediate.cert], trust)
+            check_leaf(chain.leaf.cert, [chain.intermediate.cert], trust)
         cached = (time.perf_counter() - started) / 10
         assert per_call < 2.0, f"three checks against 20,000 anchors took {per_call:.2f} s"
         assert cached < 0.05, f"a check against a 20,000-anchor TrustSet took {cached:.3f} s"
@@ -1066,32 +1064,30 @@ class TestTrustSet:
 
 class TestChainVerifies:
     def test_good_chain(self, chain: Chain) -> None:
-        assert crypto.chain_verifies(chain.leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+        assert chain_verifies(chain.leaf.cert, [chain.intermediate.cert], [chain.root.cert])
 
     def test_no_anchors(self, chain: Chain) -> None:
-        assert not crypto.chain_verifies(chain.leaf.cert, [chain.intermediate.cert], [])
+        assert not chain_verifies(chain.leaf.cert, [chain.intermediate.cert], [])
 
     def test_wrong_root(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         impostor = issue_cert(keys.rsa_c, "Test Root CA", ca=True)
-        assert not crypto.chain_verifies(
-            chain.leaf.cert, [chain.intermediate.cert], [impostor.cert]
-        )
+        assert not chain_verifies(chain.leaf.cert, [chain.intermediate.cert], [impostor.cert])
         other = issue_cert(keys.rsa_c, "Other Root", ca=True)
-        assert not crypto.chain_verifies(chain.leaf.cert, [chain.intermediate.cert], [other.cert])
+        assert not chain_verifies(chain.leaf.cert, [chain.intermediate.cert], [other.cert])
 
     def test_missing_intermediate(self, chain: Chain) -> None:
-        assert not crypto.chain_verifies(chain.leaf.cert, [], [chain.root.cert])
+        assert not chain_verifies(chain.leaf.cert, [], [chain.root.cert])
 
     def test_tampered(self, chain: Chain) -> None:
         der = bytearray(chain.leaf.cert.public_bytes(serialization.Encoding.DER))
         der[-1] ^= 0x01
         tampered = x509.load_der_x509_certificate(bytes(der))
-        assert not crypto.chain_verifies(tampered, [chain.intermediate.cert], [chain.root.cert])
+        assert not chain_verifies(tampered, [chain.intermediate.cert], [chain.root.cert])
 
     def test_issuer_not_a_ca(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         fake_ca = issue_cert(keys.p256_b, "Not A CA", chain.root, ca=False)
         leaf = issue_cert(keys.p384, "under-fake", fake_ca)
-        assert not crypto.chain_verifies(leaf.cert, [fake_ca.cert], [chain.root.cert])
+        assert not chain_verifies(leaf.cert, [fake_ca.cert], [chain.root.cert])
 
     def test_ignores_time(self, issue_cert: Issue, keys: Keys, ref: dt.datetime) -> None:
         old_root = issue_cert(
@@ -1100,29 +1096,29 @@ class TestChainVerifies:
         old_leaf = issue_cert(
             keys.p256_b, "old-leaf", old_root, not_before=ref - 60 * DAY, not_after=ref - 40 * DAY
         )
-        assert crypto.chain_verifies(old_leaf.cert, [], [old_root.cert])
+        assert chain_verifies(old_leaf.cert, [], [old_root.cert])
         future_root = issue_cert(keys.rsa_a, "Future Root", ca=True, not_before=ref + 10 * DAY)
         current_leaf = issue_cert(keys.p256_b, "now-leaf", future_root)
-        assert crypto.chain_verifies(current_leaf.cert, [], [future_root.cert])
+        assert chain_verifies(current_leaf.cert, [], [future_root.cert])
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(current_leaf.cert, [], [future_root.cert], now=ref)
+            check_leaf(current_leaf.cert, [], [future_root.cert], now=ref)
 
     def test_ignores_eku(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         leaf = issue_cert(
             keys.p256_b, "signer", chain.intermediate, eku=[ExtendedKeyUsageOID.CODE_SIGNING]
         )
-        assert crypto.chain_verifies(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
+        assert chain_verifies(leaf.cert, [chain.intermediate.cert], [chain.root.cert])
 
     def test_weak_chain(self, weak_chain: Chain, issue_cert: Issue, keys: Keys) -> None:
         args = (weak_chain.leaf.cert, [weak_chain.intermediate.cert])
-        assert crypto.chain_verifies(*args, [weak_chain.root.cert])
+        assert chain_verifies(*args, [weak_chain.root.cert])
         impostor = issue_cert(keys.rsa1024_c, "Weak Root CA", ca=True)
-        assert not crypto.chain_verifies(*args, [impostor.cert])
+        assert not chain_verifies(*args, [impostor.cert])
 
     def test_self_signed_in_bundle(self, keys: Keys, chain: Chain) -> None:
         cert = crypto.make_self_signed_certificate(keys.p384, common_name="device")
-        assert crypto.chain_verifies(cert, [], [chain.root.cert, cert])
-        assert not crypto.chain_verifies(cert, [], [chain.root.cert])
+        assert chain_verifies(cert, [], [chain.root.cert, cert])
+        assert not chain_verifies(cert, [], [chain.root.cert])
 
 
 # --- the factory certificate ----------------------------------------------------------------
@@ -1160,7 +1156,7 @@ class TestMakeSelfSignedCertificate:
         lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
         assert 30 * DAY <= lifetime <= 31 * DAY
         assert cert.not_valid_before_utc < dt.datetime.now(dt.UTC) - CLOCK_SKEW
-        crypto.check_leaf(cert, [], [cert])
+        check_leaf(cert, [], [cert])
 
     def test_without_sans(self, keys: Keys) -> None:
         cert = crypto.make_self_signed_certificate(keys.p256_b, common_name="bare")
@@ -1209,7 +1205,7 @@ class TestMakeSelfSignedCertificate:
             server.stop(None).wait(timeout=10)
 
 
-CLOCK_SKEW = crypto.CLOCK_SKEW
+CLOCK_SKEW = CLOCK_SKEW
 
 
 # --- the fallback walk against the library ----------------------------------------------------
@@ -1351,10 +1347,10 @@ class TestWalkChain:
         self, scenarios: dict[str, Scenario], name: str, ref: dt.datetime
     ) -> None:
         leaf, intermediates, anchors, expected = scenarios[name]
-        walked = crypto._walk_chain(leaf, intermediates, TrustSet(anchors), ref)
+        walked = pki_chain._walk_chain(leaf, intermediates, TrustSet(anchors), ref)
         assert (walked is None) == expected, walked
         try:
-            crypto.check_leaf(leaf, intermediates, anchors, now=ref)
+            check_leaf(leaf, intermediates, anchors, now=ref)
         except ChainVerificationFailed:
             verified = False
         else:
@@ -1366,8 +1362,8 @@ class TestWalkChain:
 
     def test_walk_without_time(self, scenarios: dict[str, Scenario]) -> None:
         leaf, intermediates, anchors, _ = scenarios["expired intermediate"]
-        assert crypto._walk_chain(leaf, intermediates, TrustSet(anchors), None) is None
-        assert crypto.chain_verifies(leaf, intermediates, anchors)
+        assert pki_chain._walk_chain(leaf, intermediates, TrustSet(anchors), None) is None
+        assert chain_verifies(leaf, intermediates, anchors)
 
     def test_library_decides_when_it_can(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         # The walk refuses every name-constrained CA; the library checks the constraints, and
@@ -1380,12 +1376,12 @@ class TestWalkChain:
         )
         inside = issue_cert(keys.p384, "inside.example.net", constrained)
         outside = issue_cert(keys.p384, "outside.example.org", constrained)
-        assert crypto._walk_chain(
+        assert pki_chain._walk_chain(
             inside.cert, [constrained.cert], TrustSet([chain.root.cert]), None
         )
-        crypto.check_leaf(inside.cert, [constrained.cert], [chain.root.cert])
+        check_leaf(inside.cert, [constrained.cert], [chain.root.cert])
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(outside.cert, [constrained.cert], [chain.root.cert])
+            check_leaf(outside.cert, [constrained.cert], [chain.root.cert])
 
     def test_weak_chain_with_unknown_critical_extension(
         self, issue_cert: Issue, weak_chain: Chain, keys: Keys
@@ -1399,7 +1395,7 @@ class TestWalkChain:
         )
         leaf = issue_cert(keys.rsa1024_c, "weak-odd", odd)
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(leaf.cert, [odd.cert], [weak_chain.root.cert])
+            check_leaf(leaf.cert, [odd.cert], [weak_chain.root.cert])
         odd_leaf = issue_cert(
             keys.rsa1024_c,
             "weak-odd-leaf",
@@ -1407,4 +1403,4 @@ class TestWalkChain:
             critical_extra=[_UNKNOWN_CRITICAL],
         )
         with pytest.raises(ChainVerificationFailed):
-            crypto.check_leaf(odd_leaf.cert, [weak_chain.intermediate.cert], [weak_chain.root.cert])
+            check_leaf(odd_leaf.cert, [weak_chain.intermediate.cert], [weak_chain.root.cert])
