@@ -47,3 +47,19 @@ def test_import_does_not_load_grpc() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+def test_pki_all_matches_the_exports() -> None:
+    import gnoicert.pki as pki
+
+    exported = {
+        name
+        for name in dir(pki)
+        if not name.startswith("_")
+        and name != "annotations"
+        and not isinstance(getattr(pki, name), types.ModuleType)
+    }
+    assert set(pki.__all__) == exported
+    for name in pki.__all__:
+        value = getattr(pki, name)
+        assert getattr(value, "__module__", "gnoicert.pki").startswith("gnoicert.pki"), name
