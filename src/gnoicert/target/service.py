@@ -242,9 +242,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         async def run(caller: Caller) -> cert_pb2.LoadCertificateResponse:
             cert_id = _required_id(request.certificate_id, "LoadCertificateRequest")
             store = self._runtime.store
-            tx = store.begin()
-            commit: asyncio.Future[StoreView] | None = None
-            try:
+
+            async def stage(tx: Transaction) -> Callable[[], None]:
                 tx.lock(cert_id)
                 if request.ca_certificates:
                     tx.lock_bundle()  # before the checks that judge the bundle it replaces
@@ -274,25 +273,17 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     caller=caller,
                 )
                 stage_load(tx, prepared)
+                return lambda: self._audit(
+                    caller,
+                    "load",
+                    "committed",
+                    cert_id=cert_id,
+                    old=old.fingerprint if old else "",
+                    new=prepared.fingerprint,
+                    detail="replaced" if old else "installed",
+                )
 
-                def committed() -> None:
-                    self._audit(
-                        caller,
-                        "load",
-                        "committed",
-                        cert_id=cert_id,
-                        old=old.fingerprint if old else "",
-                        new=prepared.fingerprint,
-                        detail="replaced" if old else "installed",
-                    )
-
-                commit = _commit_in_thread(tx)
-                await self._await_commit(commit, committed)
-            finally:
-                if commit is None:
-                    tx.rollback()
-            committed()
-            self._after_change(context)
+            await self._commit_change(context, stage)
             return cert_pb2.LoadCertificateResponse()
 
         return await self._guarded(context, LOAD_CERTIFICATE, run)
@@ -308,8 +299,17 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 )
             bundle = await asyncio.to_thread(parse_bundle, request.ca_certificates)
 
-            def committed() -> None:
-                self._audit(
+            async def stage(tx: Transaction) -> Callable[[], None]:
+                tx.lock_bundle()
+                await asyncio.to_thread(
+                    check_lockout,
+                    bundle,
+                    runtime=self._runtime,
+                    view=self._runtime.store.view(),
+                    caller=caller,
+                )
+                tx.replace_bundle(crypto.certificates_to_pem(bundle))
+                return lambda: self._audit(
                     caller,
                     "bundle_load",
                     "committed",
@@ -317,23 +317,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     detail=f"{len(bundle)} CA certificates",
                 )
 
-            store = self._runtime.store
-            tx = store.begin()
-            commit: asyncio.Future[StoreView] | None = None
-            try:
-                tx.lock_bundle()
-                view = store.view()
-                await asyncio.to_thread(
-                    check_lockout, bundle, runtime=self._runtime, view=view, caller=caller
-                )
-                tx.replace_bundle(crypto.certificates_to_pem(bundle))
-                commit = _commit_in_thread(tx)
-                await self._await_commit(commit, committed)
-            finally:
-                if commit is None:
-                    tx.rollback()
-            committed()
-            self._after_change(context)
+            await self._commit_change(context, stage)
             return cert_pb2.LoadCertificateAuthorityBundleResponse()
 
         return await self._guarded(context, LOAD_CA_BUNDLE, run)
@@ -402,10 +386,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     async def _revoke(
         self, caller: Caller, cert_ids: list[str], context: Context
     ) -> cert_pb2.RevokeCertificatesResponse:
-        store = self._runtime.store
+        """Each ID on its own: a refused one (locked, say) is reported, the others go ahead."""
         response = cert_pb2.RevokeCertificatesResponse()
-        tx = store.begin()
-        commit: asyncio.Future[StoreView] | None = None
         outcomes: list[tuple[str, str]] = []  # (cert_id, old fingerprint) staged for removal
 
         def committed() -> None:
@@ -419,21 +401,11 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     detail="removed" if old or cert_id == crypto.CA_BUNDLE_ID else "not present",
                 )
 
-        try:
-            view = store.view()
+        async def stage(tx: Transaction) -> Callable[[], None]:
+            view = self._runtime.store.view()
             for cert_id in dict.fromkeys(cert_ids):  # each ID once, in request order
                 try:
-                    if cert_id == crypto.CA_BUNDLE_ID:
-                        tx.lock_bundle()
-                        self._check_bundle_revocable(view)
-                        tx.replace_bundle(b"")
-                        outcomes.append((cert_id, ""))
-                        continue
-                    tx.lock(cert_id)
-                    entity = view.entities.get(cert_id)
-                    if entity is not None:
-                        tx.delete(cert_id)
-                    outcomes.append((cert_id, entity.fingerprint if entity else ""))
+                    outcomes.append((cert_id, self._stage_revocation(tx, view, cert_id)))
                 except (pki.PkiError, errors.TargetError) as exc:
                     response.certificate_revocation_error.append(
                         cert_pb2.CertificateRevocationError(
@@ -448,17 +420,25 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                         reason=errors.reason_for(exc),
                         detail=str(exc),
                     )
-            if tx.has_changes:
-                commit = _commit_in_thread(tx)
-                await self._await_commit(commit, committed)
-        finally:
-            if commit is None:
-                tx.rollback()
+            return committed
+
+        await self._commit_change(context, stage)
         response.revoked_certificate_id.extend(cert_id for cert_id, _ in outcomes)
-        committed()
-        if commit is not None:
-            self._after_change(context)
         return response
+
+    def _stage_revocation(self, tx: Transaction, view: StoreView, cert_id: str) -> str:
+        """Stage removal of cert_id (or empty the bundle); returns the old fingerprint."""
+        if cert_id == crypto.CA_BUNDLE_ID:
+            tx.lock_bundle()
+            self._check_bundle_revocable(view)
+            tx.replace_bundle(b"")
+            return ""
+        tx.lock(cert_id)
+        entity = view.entities.get(cert_id)
+        if entity is None:
+            return ""
+        tx.delete(cert_id)
+        return entity.fingerprint
 
     def _check_bundle_revocable(self, view: StoreView) -> None:
         """Emptying the bundle drops mutual TLS; without users nobody could log in again."""
@@ -497,6 +477,28 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             log.error("%s failed", caller.rpc, exc_info=exc)
         self._audit(caller, "refused", "refused", reason=reason, detail=errors.message_for(exc))
         await errors.abort_with(context, exc)
+
+    async def _commit_change(
+        self, context: Context, stage: Callable[[Transaction], Awaitable[Callable[[], None]]]
+    ) -> None:
+        """One unary change: stage it on a new transaction, commit, then audit and follow up.
+
+        stage returns the audit to write once the change is durable. Any error before the
+        commit rolls everything back; nothing staged means nothing to commit.
+        """
+        tx = self._runtime.store.begin()
+        commit: asyncio.Future[StoreView] | None = None
+        try:
+            follow_up = await stage(tx)
+            if tx.has_changes:
+                commit = _commit_in_thread(tx)
+                await self._await_commit(commit, follow_up)
+        finally:
+            if commit is None:
+                tx.rollback()
+        follow_up()
+        if commit is not None:
+            self._after_change(context)
 
     async def _await_commit(
         self, commit: asyncio.Future[StoreView], follow_up: Callable[[], None]
