@@ -64,10 +64,6 @@ class RpcFailed(GnoiCertError):
         where = f"{rpc} " if rpc else ""
         super().__init__(f"{where}failed: {label}: {details}", target=target)
 
-    @property
-    def code_name(self) -> str:
-        return self.code.name
-
 
 class RotateAborted(RpcFailed):
     """The Rotate stream ended with an error after the load: the target rolled back."""

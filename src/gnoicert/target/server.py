@@ -437,9 +437,6 @@ class Daemon:
         self.store.close()
         self.audit.close()
 
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
-
 
 async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -> int:
     try:

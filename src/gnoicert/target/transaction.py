@@ -302,10 +302,6 @@ class StreamTransaction:
         self._commit: asyncio.Future[StoreView] | None = None
         self._committed = False
 
-    @property
-    def committed(self) -> bool:
-        return self._committed
-
     async def next_request(self, requests: AsyncIterator[_T]) -> _T | None:
         """The next stream message; after a Rotate's load, bounded by the finalize deadline."""
         if self._finalize_deadline is None:
