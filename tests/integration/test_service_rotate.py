@@ -252,12 +252,29 @@ async def test_half_close_before_the_end_is_aborted(operator: Operator, steps: s
 
 
 async def test_finalize_deadline_rolls_back(launcher: Launcher) -> None:
-    operator = await launcher.provision(grpc_lines=["finalize_timeout_s = 0.5"])
+    # The deadline also covers generate_csr -> load, so leave room for key generation.
+    operator = await launcher.provision(grpc_lines=["finalize_timeout_s = 2"])
     before = operator.state()
     call, new = await open_rotation(operator)
     assert served_fingerprint(operator.target.address) == new
     await expect(call.read(), grpc.StatusCode.ABORTED, "FINALIZE_TIMEOUT")
     await assert_rolled_back(operator, before)
+
+
+@pytest.mark.parametrize("rpc", ["Rotate", "Install"])
+async def test_a_silent_stream_holding_an_id_is_ended_by_the_deadline(
+    launcher: Launcher, rpc: str
+) -> None:
+    """A client that named an ID and then went quiet cannot keep it locked."""
+    operator = await launcher.provision(grpc_lines=["finalize_timeout_s = 0.5"])
+    before = operator.state()
+    wrap, cert_id = (rot, SERVER_ID) if rpc == "Rotate" else (ins, "quiet")
+    call = getattr(operator.stub, rpc)(metadata=operator.metadata)
+    await call.write(wrap(gen(cert_id)))
+    await call.read()  # the CSR; then nothing more is sent
+    await expect(call.read(), grpc.StatusCode.ABORTED, "FINALIZE_TIMEOUT")
+    assert operator.state() == before
+    assert not operator.store.is_locked(cert_id)
 
 
 async def test_server_shutdown_mid_rotation_rolls_back(launcher: Launcher) -> None:

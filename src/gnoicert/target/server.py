@@ -296,6 +296,10 @@ class Daemon:
     async def _open_listener(self, address: str) -> None:
         options = [
             ("grpc.so_reuseport", 0),
+            # Ping idle peers so a client that vanished without closing its connection is
+            # noticed (and its stream rolled back) within about a minute and a half.
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.max_receive_message_length", self.config.grpc.max_message_bytes),
             ("grpc.max_send_message_length", self.config.grpc.max_message_bytes),
         ]

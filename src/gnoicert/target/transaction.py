@@ -298,22 +298,33 @@ class StreamTransaction:
         self._csr_key: crypto.PrivateKey | None = None
         self._old_fingerprint = ""
         self._new_fingerprint = ""
-        self._finalize_deadline: float | None = None
+        self._deadline: float | None = None  # loop time; set once the stream holds an ID
         self._commit: asyncio.Future[StoreView] | None = None
         self._committed = False
 
     async def next_request(self, requests: AsyncIterator[_T]) -> _T | None:
-        """The next stream message; after a Rotate's load, bounded by the finalize deadline."""
-        if self._finalize_deadline is None:
+        """The next stream message, bounded by the deadline once the stream holds an ID.
+
+        The finalize deadline runs from the message that claimed the ID to the load, and
+        again from a Rotate's load to Finalize: a client that stops talking (or vanished
+        without closing its connection) cannot hold a certificate ID for longer.
+        """
+        if self._deadline is None:
             request = await anext(requests, None)
         else:
-            remaining = self._finalize_deadline - asyncio.get_running_loop().time()
+            remaining = self._deadline - asyncio.get_running_loop().time()
             try:
                 request = await asyncio.wait_for(anext(requests, None), timeout=max(remaining, 0.0))
             except TimeoutError:
+                waited = self._runtime.grpc.finalize_timeout_s
+                if self._step is _Step.LOADED:
+                    raise errors.FinalizeTimeout(
+                        f"no finalize_rotation within {waited:g} s of the load response; "
+                        f"certificate ID '{self._cert_id}' was rolled back"
+                    ) from None
                 raise errors.FinalizeTimeout(
-                    f"no finalize_rotation within {self._runtime.grpc.finalize_timeout_s:g} s of "
-                    f"the load response; certificate ID '{self._cert_id}' was rolled back"
+                    f"no load_certificate within {waited:g} s of the message that named "
+                    f"certificate ID '{self._cert_id}'; the ID was released, nothing changed"
                 ) from None
         if request is None and self._runtime.stopping:
             raise errors.ShuttingDown(
@@ -386,8 +397,7 @@ class StreamTransaction:
         # Subscribers (the credential manager: key checks, tens of ms for RSA) run in the thread
         # that applies: keep them off the event loop.
         await asyncio.to_thread(self._tx.apply)
-        loop = asyncio.get_running_loop()
-        self._finalize_deadline = loop.time() + self._runtime.grpc.finalize_timeout_s
+        self._start_deadline()
         self._audit("rotate", "applied", detail="in effect for new handshakes; awaiting finalize")
 
     async def finalize(self) -> None:
@@ -415,9 +425,14 @@ class StreamTransaction:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _start_deadline(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._runtime.grpc.finalize_timeout_s
+
     def _claim(self, cert_id: str) -> None:
         self._tx.lock(cert_id)
         self._cert_id = cert_id
+        self._start_deadline()
         view = self._runtime.store.view()
         check_exists(view, cert_id, self._kind)
         existing = view.entities.get(cert_id)
