@@ -393,8 +393,20 @@ class CertClient:
         return answer
 
     async def _load_over_stream(self, flavour: _Flavour, spec: InstallSpec) -> _Loaded:
-        """Open the stream and take it through key, CSR, signing, preflight and load."""
-        stream = self._open_stream(flavour)
+        """Take a stream through key, CSR, signing, preflight and load.
+
+        The stream opens only when its first message is ready: a stream left open during the
+        CanGenerateCSR probe (or during client-side signing) to a target that does not serve
+        it can end, in a race inside grpcio, as INTERNAL instead of UNIMPLEMENTED.
+        """
+        stream: Stream | None = None
+
+        def opened() -> Stream:
+            nonlocal stream
+            if stream is None:
+                stream = self._open_stream(flavour)
+            return stream
+
         try:
             can_generate = await self._probe_can_generate(spec)
             key_source = choose_key_source(spec.key_source, spec.csr.key_type, can_generate)
@@ -402,13 +414,13 @@ class CertClient:
             csr_public_key: PublicKey | None = None
             if key_source == "target":
                 try:
-                    csr_pem = await self._target_csr(stream, flavour, spec)
+                    csr_pem = await self._target_csr(opened(), flavour, spec)
                 except RpcFailed as exc:
                     if exc.code != grpc.StatusCode.UNIMPLEMENTED or spec.key_source != "auto":
                         raise
                     _log.info("%s: target cannot generate the key; making it here", flavour.rpc)
-                    stream.cancel_if_running()
-                    stream = self._open_stream(flavour)
+                    opened().cancel_if_running()
+                    stream = None
                     key_source = "client"
             if key_source == "client":
                 key, csr_pem = await self._client_csr(spec.csr)
@@ -430,9 +442,9 @@ class CertClient:
                 _log.info(
                     "%s %s: dry run, stopping after preflight", flavour.rpc, spec.certificate_id
                 )
-                stream.cancel_if_running()
+                opened().cancel_if_running()
                 return _Loaded(
-                    stream=stream,
+                    stream=opened(),
                     material=material,
                     key_source=key_source,
                     preflight=report,
@@ -445,15 +457,20 @@ class CertClient:
                 public_key_pem=_public_pem(key) if key is not None else None,
                 ca_certificates=material.bundle_pems,
             )
-            await stream.write(flavour.load(request))
-            response = await stream.read()
+            await opened().write(flavour.load(request))
+            response = await opened().read()
             expect_case(response.WhichOneof(flavour.oneof), "load_certificate")
             _log.info("%s %s: certificate loaded", flavour.rpc, spec.certificate_id)
         except BaseException:
-            stream.cancel_if_running()
+            if stream is not None:
+                stream.cancel_if_running()
             raise
         return _Loaded(
-            stream=stream, material=material, key_source=key_source, preflight=report, dry_run=False
+            stream=opened(),
+            material=material,
+            key_source=key_source,
+            preflight=report,
+            dry_run=False,
         )
 
     async def _target_csr(self, stream: Stream, flavour: _Flavour, spec: InstallSpec) -> bytes:
