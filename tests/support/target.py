@@ -169,9 +169,13 @@ async def start_target(
 async def wait_for(
     condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition"
 ) -> None:
-    """Poll condition on the event loop until true (no fixed sleeps in tests)."""
+    """Poll condition until true (no fixed sleeps in tests).
+
+    The condition runs in a worker thread: some block (a TLS probe of an in-process target),
+    and the target they probe needs this event loop to make progress meanwhile.
+    """
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not await asyncio.to_thread(condition):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
