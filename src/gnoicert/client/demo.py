@@ -54,14 +54,19 @@ class DemoFailed(GnoiCertError):
 
 
 def find_daemon_command(override: str | None = None) -> list[str]:
-    """How to start gnoicertd: the override, the script installed next to this Python, or the
-    module through this interpreter."""
+    """How to start gnoicertd: the override, or the script installed next to this Python.
+
+    The client starts the daemon as a program, never by importing it (the layer rule).
+    """
     if override:
         return shlex.split(override)
     script = Path(sys.executable).parent / "gnoicertd"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "gnoicert.target.server"]
+    if not script.exists():
+        raise DemoFailed(
+            f"gnoicertd is not installed next to {sys.executable}; install gnoicert "
+            "(bash scripts/bootstrap) or pass --daemon COMMAND"
+        )
+    return [str(script)]
 
 
 def write_config(path: Path, workdir: Path, *, local_certificate: str | None = None) -> None:

@@ -64,9 +64,10 @@ def test_audit_tail(tmp_path: Path) -> None:
 
 def test_daemon_command() -> None:
     assert find_daemon_command("gnoicertd --verbose") == ["gnoicertd", "--verbose"]
-    found = find_daemon_command()
-    assert found[0] == str(Path(sys.executable).parent / "gnoicertd") or found[:3] == [
-        sys.executable,
-        "-m",
-        "gnoicert.target.server",
-    ]
+    assert find_daemon_command() == [str(Path(sys.executable).parent / "gnoicertd")]
+
+
+def test_daemon_command_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(DemoFailed, match="gnoicertd is not installed"):
+        find_daemon_command()
