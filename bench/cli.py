@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gnoicert.target.auth import hash_password
+from gnoicert.daemon.auth import hash_password
 
 USER, PASSWORD = "bench", "bench-password"
 PASSWORD_ENV = "GNOICERT_BENCH_PASSWORD"

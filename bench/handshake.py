@@ -30,10 +30,10 @@ from typing import Any, TypeVar
 
 import grpc
 
+from gnoicert.daemon.auth import hash_password
+from gnoicert.daemon.config import load_config
+from gnoicert.daemon.server import Daemon
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
-from gnoicert.target.auth import hash_password
-from gnoicert.target.config import load_config
-from gnoicert.target.server import Daemon
 
 USER, PASSWORD = "bench", "bench-password"
 METADATA = (("username", USER), ("password", PASSWORD))
@@ -129,7 +129,7 @@ def idle_rss_kib(directory: Path) -> tuple[int, float]:
         [
             sys.executable,
             "-m",
-            "gnoicert.target.server",
+            "gnoicert.daemon.server",
             "serve",
             "--config",
             str(config),

@@ -18,9 +18,9 @@ from pathlib import Path
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import gnoicert
+from gnoicert.cli.hints import explain
+from gnoicert.cli.main import ArgsFileParser, exit_code_for
 from gnoicert.client.channel import read_pem_file
-from gnoicert.client.cli import ArgsFileParser, exit_code_for
-from gnoicert.client.hints import explain
 
 __all__ = [
     "ArgsFileParser",

@@ -42,7 +42,7 @@ def test_unknown_names_raise_attribute_error() -> None:
 
 def test_import_does_not_load_grpc() -> None:
     # The CLI sets GRPC_VERBOSITY before grpcio loads; `import gnoicert` must not load it.
-    code = "import sys, gnoicert, gnoicert.client.cli; print('grpc' in sys.modules)"
+    code = "import sys, gnoicert, gnoicert.cli.main; print('grpc' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout

@@ -22,6 +22,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from gnoicert.cli.hints import explain
 from gnoicert.client.ca import LocalCA
 from gnoicert.client.channel import ChannelOptions, Metadata
 from gnoicert.client.errors import (
@@ -30,7 +31,6 @@ from gnoicert.client.errors import (
     RpcFailed,
     ValidationFailed,
 )
-from gnoicert.client.hints import explain
 from gnoicert.client.models import (
     CsrParams,
     Endpoint,

@@ -13,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from gnoicert.daemon.policy import TlsMode
 from gnoicert.proto import cert_pb2, system_pb2, system_pb2_grpc
-from gnoicert.target.policy import TlsMode
 from tests.support.flows import (
     ADMIN,
     READER,

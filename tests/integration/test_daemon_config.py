@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from gnoicert.daemon.policy import TlsMode
 from gnoicert.proto import cert_pb2, system_pb2, system_pb2_grpc
-from gnoicert.target.policy import TlsMode
 from tests.support.daemon import probe_fingerprint
 from tests.support.flows import (
     ADMIN,

@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 import pytest
 
+from gnoicert.daemon.policy import TlsMode
 from gnoicert.proto import cert_pb2, system_pb2, system_pb2_grpc
-from gnoicert.target.policy import TlsMode
 from tests.support.flows import (
     ADMIN,
     ServerCert,

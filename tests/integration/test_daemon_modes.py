@@ -7,8 +7,8 @@ import grpc
 import pytest
 from cryptography import x509
 
+from gnoicert.daemon.policy import TlsMode
 from gnoicert.proto import cert_pb2, system_pb2, system_pb2_grpc
-from gnoicert.target.policy import TlsMode
 from tests.support.flows import (
     ADMIN,
     audit_records,

@@ -20,9 +20,9 @@ import pytest
 from cryptography import x509
 
 from gnoicert import __version__
+from gnoicert.daemon import config as config_module
+from gnoicert.daemon import server as server_module
 from gnoicert.proto import cert_pb2, system_pb2, system_pb2_grpc
-from gnoicert.target import config as config_module
-from gnoicert.target import server as server_module
 from tests.support.daemon import (
     Clients,
     private_keys_on_disk,

@@ -9,8 +9,8 @@ import asyncio
 import grpc
 import pytest
 
+from gnoicert.daemon.policy import TlsMode
 from gnoicert.proto import cert_pb2
-from gnoicert.target.policy import TlsMode
 from tests.support.faults import Fsync
 from tests.support.gnoi import (
     FINALIZE,

@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from gnoicert.daemon.policy import TlsMode
 from gnoicert.pki import crypto
 from gnoicert.proto import cert_pb2, system_pb2
-from gnoicert.target.policy import TlsMode
 from tests.support.faults import Fsync
 from tests.support.gnoi import (
     FINALIZE,

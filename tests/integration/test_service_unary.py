@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from gnoicert.daemon.policy import TlsMode
 from gnoicert.pki import crypto
 from gnoicert.pki.store import KeyOrigin
 from gnoicert.proto import cert_pb2
-from gnoicert.target.policy import TlsMode
 from tests.support.gnoi import (
     LOCAL_SRV,
     SERVER_ID,

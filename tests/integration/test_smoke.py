@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from gnoicert.daemon.policy import TlsMode
 from gnoicert.proto import cert_pb2, system_pb2
-from gnoicert.target.policy import TlsMode
 from tests.support.pki import TestCA
 from tests.support.target import Target, credentials, served_fingerprint, wait_for
 

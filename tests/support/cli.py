@@ -44,7 +44,7 @@ def gnoicert_command() -> list[str]:
     script = Path(sys.executable).with_name("gnoicert")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "gnoicert.client.cli"]
+    return [sys.executable, "-m", "gnoicert.cli.main"]
 
 
 def cli_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

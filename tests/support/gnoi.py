@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from gnoicert.daemon.audit import read_records
+from gnoicert.daemon.config import load_config
+from gnoicert.daemon.policy import TlsMode
+from gnoicert.daemon.server import Daemon
 from gnoicert.pki.store import Store
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
-from gnoicert.target.audit import read_records
-from gnoicert.target.config import load_config
-from gnoicert.target.policy import TlsMode
-from gnoicert.target.server import Daemon
 from tests.support.pki import PrivateKey, TestCA, cert_pem, ec_key, key_pem
 from tests.support.target import Target, credentials, start_target, wait_for
 

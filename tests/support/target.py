@@ -23,10 +23,10 @@ from typing import Any
 
 import grpc
 
+from gnoicert.daemon.auth import hash_password
+from gnoicert.daemon.config import load_config
+from gnoicert.daemon.server import Daemon
 from gnoicert.proto import cert_pb2_grpc, system_pb2_grpc
-from gnoicert.target.auth import hash_password
-from gnoicert.target.config import load_config
-from gnoicert.target.server import Daemon
 
 PASSWORDS = {"admin": "admin-password", "reader": "reader-password"}
 ROLES = {"admin": "admin", "reader": "read-only"}
@@ -218,7 +218,7 @@ def spawn_target(
         [
             sys.executable,
             "-m",
-            "gnoicert.target.server",
+            "gnoicert.daemon.server",
             "serve",
             "--config",
             str(config_path),

@@ -19,7 +19,6 @@ import grpc.aio
 
 from gnoicert.client.channel import ChannelOptions, Metadata, open_channel
 from gnoicert.client.errors import rpc_failed
-from gnoicert.client.hints import explain
 from gnoicert.client.models import CheckResult, Probe
 from gnoicert.client.tlsprobe import fetch_served_certificate
 from gnoicert.proto import system_pb2, system_pb2_grpc
@@ -120,7 +119,12 @@ async def run_probe(options: ChannelOptions, probe: Probe | None) -> CheckResult
         )
     except grpc.aio.AioRpcError as exc:
         failure = rpc_failed(exc, target=options.address, rpc="Time" if probe is None else "probe")
-        return CheckResult(name=name, status="fail", detail=explain(failure).summary)
+        detail = (
+            f"the target does not implement {failure.rpc}"
+            if failure.code == grpc.StatusCode.UNIMPLEMENTED
+            else str(failure)
+        )
+        return CheckResult(name=name, status="fail", detail=detail)
     except TimeoutError:
         return CheckResult(
             name=name, status="fail", detail=f"no answer within {options.timeout:g} s"

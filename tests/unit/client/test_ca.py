@@ -25,7 +25,7 @@ from gnoicert.client.models import CsrParams
 from gnoicert.client.signer import Signer
 from gnoicert.pki.chain import chain_verifies
 from gnoicert.pki.crypto import build_csr, generate_rsa_key, load_certificates
-from tests.unit.client.conftest import ec_key
+from tests.unit.conftest import ec_key
 
 
 def _mode(path: Path) -> int:

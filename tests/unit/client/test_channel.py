@@ -15,7 +15,7 @@ from gnoicert.client.channel import (
     parse_target,
 )
 from gnoicert.client.errors import InputError
-from tests.unit.client.conftest import Identity, write
+from tests.unit.conftest import Identity, write
 
 
 class TestParseTarget:

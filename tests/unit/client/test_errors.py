@@ -8,6 +8,7 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from gnoicert.cli.hints import explain
 from gnoicert.client.errors import (
     GnoiCertError,
     InputError,
@@ -21,7 +22,6 @@ from gnoicert.client.errors import (
     rpc_failed,
     translate_rpc_errors,
 )
-from gnoicert.client.hints import explain
 from gnoicert.client.models import CheckResult, PreflightReport
 
 

@@ -10,7 +10,7 @@ from gnoicert.client.certinfo import days_left, describe_certificate, modified_t
 from gnoicert.client.models import CsrParams
 from gnoicert.pki.crypto import certificates_to_pem, fingerprint
 from gnoicert.proto import cert_pb2
-from tests.unit.client.conftest import DAY, NOW, ec_key, make_cert, pem
+from tests.unit.conftest import DAY, NOW, ec_key, make_cert, pem
 
 PARAMS = CsrParams(
     common_name="r1.example.net",

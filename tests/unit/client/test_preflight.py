@@ -13,7 +13,7 @@ from gnoicert.client.models import CheckResult, CsrParams, PreflightReport, Sign
 from gnoicert.client.preflight import run_preflight, san_covers
 from gnoicert.client.steps import split_material
 from gnoicert.pki.crypto import build_csr
-from tests.unit.client.conftest import DAY, NOW, ec_key, make_cert, pem
+from tests.unit.conftest import DAY, NOW, ec_key, make_cert, pem
 
 
 def _by_name(report: PreflightReport) -> dict[str, CheckResult]:

@@ -12,7 +12,7 @@ from gnoicert.client.errors import SignerError
 from gnoicert.client.models import CsrParams
 from gnoicert.client.signer import ExternalCommandSigner, Signer
 from gnoicert.pki.crypto import build_csr, load_certificates
-from tests.unit.client.conftest import ec_key
+from tests.unit.conftest import ec_key
 
 # A signer script as a site might write one: CSR on stdin, certificate and chain on stdout.
 _SIGN_WITH_LOCAL_CA = """

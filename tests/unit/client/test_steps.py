@@ -16,7 +16,7 @@ from gnoicert.client.models import (
 )
 from gnoicert.client.steps import choose_key_source, expect_case, should_probe, split_material
 from gnoicert.pki.crypto import build_csr, load_certificates
-from tests.unit.client.conftest import ec_key
+from tests.unit.conftest import ec_key
 
 
 class TestKeySource:

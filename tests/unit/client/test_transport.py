@@ -16,10 +16,10 @@ import grpc
 import grpc.aio
 import pytest
 
+from gnoicert.cli.hints import explain
 from gnoicert.client.ca import LocalCA
 from gnoicert.client.channel import ChannelOptions, Metadata
 from gnoicert.client.errors import PreflightFailed, RpcFailed
-from gnoicert.client.hints import explain
 from gnoicert.client.models import CsrParams, InstallSpec, RotateSpec
 from gnoicert.client.sync import SyncCertClient
 from gnoicert.client.tlsprobe import fetch_served_certificate
@@ -30,7 +30,7 @@ from gnoicert.client.validation import (
     wait_for_rollback,
 )
 from gnoicert.client.workflows import CertClient
-from tests.unit.client.conftest import BareServer, Identity, options_for
+from tests.unit.conftest import BareServer, Identity, options_for
 
 
 class TestServedCertificate:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gnoicert.client.demo import (
+from gnoicert.cli.demo import (
     DemoFailed,
     audit_tail,
     find_daemon_command,

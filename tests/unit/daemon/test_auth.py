@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from gnoicert.target import auth
-from gnoicert.target.auth import (
+from gnoicert.daemon import auth
+from gnoicert.daemon.auth import (
     READ_ONLY_RPCS,
     UNAUTHENTICATED_RPC_PREFIXES,
     Authenticator,
@@ -21,8 +21,8 @@ from gnoicert.target.auth import (
     peer_host,
     verify_password,
 )
-from gnoicert.target.config import Role, User
-from gnoicert.target.errors import NotAuthorized, Unauthenticated
+from gnoicert.daemon.config import Role, User
+from gnoicert.daemon.errors import NotAuthorized, Unauthenticated
 
 CM = "/gnoi.certificate.CertificateManagement/"
 WRITE_RPCS = [

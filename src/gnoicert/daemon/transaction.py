@@ -18,14 +18,14 @@ from typing import TypeVar
 
 from cryptography import x509
 
+from gnoicert.daemon import errors, policy
+from gnoicert.daemon.audit import AuditLog, AuditRecord
+from gnoicert.daemon.config import GrpcConfig
 from gnoicert.pki import crypto
 from gnoicert.pki import errors as pki
 from gnoicert.pki.chain import check_leaf
 from gnoicert.pki.store import CertificateEntity, KeyOrigin, Store, StoreView, Transaction
 from gnoicert.proto import cert_pb2
-from gnoicert.target import errors, policy
-from gnoicert.target.audit import AuditLog, AuditRecord
-from gnoicert.target.config import GrpcConfig
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gnoicert import __version__
-from gnoicert.client.ca import LocalCA
-from gnoicert.client.cli import (
+from gnoicert.cli.commands import read_password
+from gnoicert.cli.main import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -24,7 +24,7 @@ from gnoicert.client.cli import (
     exit_code_for,
     main,
 )
-from gnoicert.client.commands import read_password
+from gnoicert.client.ca import LocalCA
 from gnoicert.client.errors import (
     InputError,
     PreflightFailed,
@@ -34,7 +34,7 @@ from gnoicert.client.errors import (
 )
 from gnoicert.client.models import CsrParams, PreflightReport
 from gnoicert.pki.crypto import build_csr, load_certificates
-from tests.unit.client.conftest import ec_key
+from tests.unit.conftest import ec_key
 
 
 @pytest.fixture(autouse=True)

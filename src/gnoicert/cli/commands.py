@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from gnoicert.cli.output import dumps, make_console, render, render_listing
 from gnoicert.client.ca import LocalCA, write_private_file, write_public_file
 from gnoicert.client.certinfo import load_csr, san_strings
 from gnoicert.client.channel import ChannelOptions, read_pem_file
@@ -36,7 +37,6 @@ from gnoicert.client.models import (
     RotateSpec,
     TargetTime,
 )
-from gnoicert.client.output import dumps, make_console, render, render_listing
 from gnoicert.client.signer import ExternalCommandSigner, Signer
 from gnoicert.client.workflows import CertClient
 from gnoicert.pki.crypto import fingerprint, load_certificates
@@ -310,7 +310,7 @@ def execute(args: argparse.Namespace) -> Any:
     if args.command == "ca":
         return _CA_COMMANDS[args.ca_command](args)
     if args.command == "demo":
-        from gnoicert.client.demo import run_demo
+        from gnoicert.cli.demo import run_demo
 
         return run_demo(
             workdir=Path(args.workdir) if args.workdir else None,

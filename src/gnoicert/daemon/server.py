@@ -29,17 +29,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gnoicert import __version__
+from gnoicert.daemon import policy
+from gnoicert.daemon.audit import AuditLog, AuditRecord, unfinished_rotations
+from gnoicert.daemon.auth import Authenticator, hash_password
+from gnoicert.daemon.config import Config, ConfigError, Role, load_config, set_user_password
+from gnoicert.daemon.service import CertificateService, Gate, SystemService
+from gnoicert.daemon.tls import CredentialManager, ServedCredentials
+from gnoicert.daemon.transaction import Runtime
 from gnoicert.pki import crypto
 from gnoicert.pki.errors import PkiError
 from gnoicert.pki.store import Store
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
-from gnoicert.target import policy
-from gnoicert.target.audit import AuditLog, AuditRecord, unfinished_rotations
-from gnoicert.target.auth import Authenticator, hash_password
-from gnoicert.target.config import Config, ConfigError, Role, load_config, set_user_password
-from gnoicert.target.service import CertificateService, Gate, SystemService
-from gnoicert.target.tls import CredentialManager, ServedCredentials
-from gnoicert.target.transaction import Runtime
 
 log = logging.getLogger("gnoicertd")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gnoicert.target.audit import (
+from gnoicert.daemon.audit import (
     EVENTS,
     OUTCOMES,
     REDACTED,

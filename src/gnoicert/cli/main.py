@@ -386,9 +386,9 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _report_error(exc: BaseException, *, json_mode: bool) -> int:
+    from gnoicert.cli.hints import explain
+    from gnoicert.cli.output import dumps, to_jsonable
     from gnoicert.client.errors import RpcFailed, ValidationFailed
-    from gnoicert.client.hints import explain
-    from gnoicert.client.output import dumps, to_jsonable
 
     code = exit_code_for(exc)
     explanation = explain(exc)
@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     _configure_logging(args.verbose)
     try:
-        from gnoicert.client.commands import run_command
+        from gnoicert.cli.commands import run_command
 
         return run_command(args)
     except BrokenPipeError:

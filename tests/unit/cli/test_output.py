@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from gnoicert.cli.output import dumps, make_console, render, render_listing, to_jsonable
 from gnoicert.client import models
 from gnoicert.client.ca import LocalCA
-from gnoicert.client.output import dumps, make_console, render, render_listing, to_jsonable
 
 WHEN = dt.datetime(2027, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 PASS = models.CheckResult(name="key", status="pass", detail="matches")

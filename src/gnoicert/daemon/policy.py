@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from gnoicert.daemon.config import ClientCertificateRequest, GrpcConfig
 from gnoicert.pki import crypto
 from gnoicert.pki.chain import chain_verifies
 from gnoicert.pki.store import CertificateEntity, StoreView
-from gnoicert.target.config import ClientCertificateRequest, GrpcConfig
 
 STORE_BUNDLE = crypto.CA_BUNDLE_ID
 SERVER_ENDPOINT = "grpc-server"

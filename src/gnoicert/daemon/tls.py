@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from gnoicert.daemon import policy
+from gnoicert.daemon.audit import AuditRecord
+from gnoicert.daemon.transaction import Runtime
 from gnoicert.pki import crypto
 from gnoicert.pki import errors as pki
 from gnoicert.pki.store import StoreView
-from gnoicert.target import policy
-from gnoicert.target.audit import AuditRecord
-from gnoicert.target.transaction import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gnoicert.target.config import Role, User
-from gnoicert.target.errors import NotAuthorized, Unauthenticated
+from gnoicert.daemon.config import Role, User
+from gnoicert.daemon.errors import NotAuthorized, Unauthenticated
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gnoicert.target import config as cfg
-from gnoicert.target.auth import hash_password, verify_password
-from gnoicert.target.config import (
+from gnoicert.daemon import config as cfg
+from gnoicert.daemon.auth import hash_password, verify_password
+from gnoicert.daemon.config import (
     ClientCertificateRequest,
     Config,
     ConfigError,

@@ -16,14 +16,10 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from cryptography import x509
 
-from gnoicert.pki import crypto
-from gnoicert.pki import errors as pki
-from gnoicert.pki.store import StoreView, Transaction
-from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
-from gnoicert.target import errors, policy
-from gnoicert.target.audit import AuditRecord
-from gnoicert.target.auth import Authenticator
-from gnoicert.target.transaction import (
+from gnoicert.daemon import errors, policy
+from gnoicert.daemon.audit import AuditRecord
+from gnoicert.daemon.auth import Authenticator
+from gnoicert.daemon.transaction import (
     Caller,
     Kind,
     Runtime,
@@ -37,6 +33,10 @@ from gnoicert.target.transaction import (
     prepare_load,
     stage_load,
 )
+from gnoicert.pki import crypto
+from gnoicert.pki import errors as pki
+from gnoicert.pki.store import StoreView, Transaction
+from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
 
 log = logging.getLogger(__name__)
 

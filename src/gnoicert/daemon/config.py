@@ -422,7 +422,7 @@ class _Parser:
 
     def user(self, entry: object, prefix: str) -> User:
         # Imported here: auth imports this module for User and Role.
-        from gnoicert.target.auth import is_password_hash
+        from gnoicert.daemon.auth import is_password_hash
 
         if not isinstance(entry, dict):
             raise self.error(prefix, f"must be a table with name and password_hash, got {entry!r}")
@@ -485,7 +485,7 @@ def set_user_password(path: Path, name: str, password_hash: str, role: Role | No
     role None keeps an existing user's role (admin for a new user). The result is validated
     with parse_config before it atomically replaces the file (same mode). Raises ConfigError.
     """
-    from gnoicert.target.auth import is_password_hash
+    from gnoicert.daemon.auth import is_password_hash
 
     path = Path(path).absolute()
     label = str(path)
