@@ -1,4 +1,4 @@
-"""The generated descriptors are wire-identical to shared/spec/wire.md.
+"""The generated descriptors are wire-identical to the contract in docs/wire.md.
 
 The tables below are written from the spec, not from the .proto files, so a changed field number,
 type, label or oneof in protos/ fails here.
@@ -156,7 +156,7 @@ def test_cert_file_identity() -> None:
     options = fd.GetOptions()
     assert options.go_package == "github.com/openconfig/gnoi/cert"
     assert options.Extensions[types_pb2.gnoi_version] == "0.2.0"
-    # The serialized file options given in wire.md section 1.
+    # The serialized file options given in docs/wire.md section 1.
     assert options.SerializeToString() == b"Z\x1fgithub.com/openconfig/gnoi/cert\xd2>\x050.2.0"
 
 

@@ -202,7 +202,7 @@ class CliSuite:
     def test_revoke(self, operator: CliOperator) -> None:
         install_ecdsa(operator, "suite-revoked")
         result = operator.json("revoke", "suite-revoked", "suite-never-installed")
-        # An ID that is not there counts as revoked (semantics section 4).
+        # An ID that is not there counts as revoked (docs/behaviour.md §4).
         assert sorted(result["revoked"]) == ["suite-never-installed", "suite-revoked"]
         assert (result["errors"], result["ok"]) == ([], True)
         assert "suite-revoked" not in operator.listing()

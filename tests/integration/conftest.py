@@ -25,7 +25,7 @@ def foreign_ca() -> TestCA:
 
 @pytest.fixture(scope="session")
 def client_keys() -> dict[str, PrivateKey]:
-    """Key pairs a client makes itself (wire.md case 2), by the encoding they are sent in."""
+    """Key pairs a client makes itself (docs/wire.md case 2), by the encoding they are sent in."""
     return {"rsa-pkcs1": rsa_key(2048), "rsa-pkcs8": rsa_key(2048), "ec-p256": ec_key()}
 
 

@@ -1,4 +1,4 @@
-"""Authentication and authorization per call (semantics sections 1, 2 and 8): every refusal has
+"""Authentication and authorization per call (docs/behaviour.md §s 1, 2 and 8): every refusal has
 its status code and ErrorInfo reason and leaves an auth_failed audit record; failures from one
 host are rate-limited; health and reflection need no credentials."""
 

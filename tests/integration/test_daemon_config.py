@@ -1,4 +1,4 @@
-"""Configuration reload of a running daemon (DESIGN.md "Configuration", issue 5): a changed
+"""Configuration reload of a running daemon (docs/operator-guide.md "Configuration"): a changed
 local_certificate is hot-swapped without dropping connections; a bad file is refused, audited,
 and the running configuration stays."""
 

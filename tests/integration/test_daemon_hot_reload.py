@@ -1,4 +1,4 @@
-"""Hot reload of the server certificate (semantics sections 1 and 3, "Rotate between load and
+"""Hot reload of the server certificate (docs/behaviour.md §s 1 and 3, "Rotate between load and
 Finalize"): new handshakes see the new certificate at once, established connections and the
 Rotate's own stream are untouched; without hot reloading the listener is replaced instead."""
 
@@ -147,7 +147,7 @@ async def test_rotate_cancelled_after_load_serves_the_old_certificate_again(
     assert await listed(cert_stub(serving.channel())) == {"srv": old.fingerprint}
     rotations = audit_records(target.audit_path, event="rotate", certificate_id="srv")
     assert [r["outcome"] for r in rotations] == ["applied", "rolled_back"]
-    # grpcio shows the handler a client cancel as the end of the stream (grpcio-notes).
+    # grpcio shows the handler a client cancel as the end of the stream (docs/platform-notes.md).
     assert rotations[-1]["reason"] in ("CANCELLED", "NOT_FINALIZED")
 
 

@@ -1,4 +1,4 @@
-"""TLS modes of the daemon (semantics section 1): factory start, the switch to mutual TLS when
+"""TLS modes of the daemon (docs/behaviour.md §1): factory start, the switch to mutual TLS when
 the first CA bundle arrives, and back when the bundle is revoked."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A CA bundle of 20,000 certificates loads in seconds, and verifies against its last CA
-(semantics section 7). Timings: bench/bundle.py."""
+(docs/behaviour.md §7). Timings: bench/bundle.py."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ async def test_twenty_thousand_ca_bundle(operator: Operator, big_bundle: Bundle)
     request = bundle_request(operator.ca, big_bundle)
     started = time.monotonic()
     await operator.stub.LoadCertificateAuthorityBundle(request, metadata=operator.metadata)
-    assert time.monotonic() - started < 10, "semantics section 7: seconds, not minutes"
+    assert time.monotonic() - started < 10, "docs/behaviour.md §7: seconds, not minutes"
     stored = x509.load_pem_x509_certificates(operator.store.committed_view().ca_bundle_pem)
     assert len(stored) == BUNDLE_SIZE
     assert stored[-1] == big_bundle.last

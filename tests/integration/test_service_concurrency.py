@@ -1,4 +1,4 @@
-"""Per-ID locks and the single CA-bundle lock (semantics section 3, "Locks")."""
+"""Per-ID locks and the single CA-bundle lock (docs/behaviour.md §3, "Locks")."""
 
 from __future__ import annotations
 

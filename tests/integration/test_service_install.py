@@ -1,4 +1,4 @@
-"""Install (wire.md 5.2) over a raw grpcio stream: both key cases, every place of the ID."""
+"""Install (docs/wire.md 5.2) over a raw grpcio stream: both key cases, every place of the ID."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ async def test_install_cancelled_right_after_load_response_stays_installed(
 
 
 async def test_install_with_bundle_replaces_the_bundle(operator: Operator) -> None:
-    """A non-empty ca_certificates replaces the whole bundle (semantics section 3)."""
+    """A non-empty ca_certificates replaces the whole bundle (docs/behaviour.md §3)."""
     extra = x509.load_pem_x509_certificate(operator.ca.bundle_pem)
     bundle = [operator.ca.bundle_pem, TestCA(name="second root").bundle_pem]
     await operator.install("with-bundle", bundle=bundle)

@@ -1,4 +1,4 @@
-"""A commit that lands after its RPC was cancelled (semantics section 9: Finalize then an
+"""A commit that lands after its RPC was cancelled (docs/behaviour.md §9: Finalize then an
 immediate cancel; a client deadline) is a state change like any other: audited, and followed by
 the listener changes it implies (a mode switch; a new listener when hot reloading is off)."""
 

@@ -1,5 +1,5 @@
 """Random Install/Rotate streams against one target: never UNKNOWN, never a crash, and the
-committed store changes exactly when (and as) a model of semantics section 3 says it must."""
+committed store changes exactly when (and as) a model of docs/behaviour.md §3 says it must."""
 
 from __future__ import annotations
 

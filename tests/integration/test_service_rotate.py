@@ -1,5 +1,5 @@
-"""Rotate (wire.md 5.1), the client behaviours of semantics section 9, and rollback at every
-point where a stream can be interrupted (semantics section 3)."""
+"""Rotate (docs/wire.md 5.1), the client behaviours of docs/behaviour.md §9, and rollback at every
+point where a stream can be interrupted (docs/behaviour.md §3)."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ async def test_rotate_load_takes_effect_off_the_event_loop(operator: Operator) -
     assert loop_thread not in notified
 
 
-# -- semantics section 9 -----------------------------------------------------------------------
+# -- docs/behaviour.md §9 -----------------------------------------------------------------------
 
 
 async def finalize_and_cancel(operator: Operator) -> None:

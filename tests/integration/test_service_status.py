@@ -1,4 +1,4 @@
-"""Every row of the status table (semantics section 2): code, ErrorInfo reason, domain, and
+"""Every row of the status table (docs/behaviour.md §2): code, ErrorInfo reason, domain, and
 no change to the store. OPERATION_IN_PROGRESS is asserted in test_service_concurrency,
 NOT_FINALIZED and FINALIZE_TIMEOUT in test_service_rotate."""
 
@@ -158,7 +158,7 @@ async def test_missing_fields(op: Operator) -> None:
     ]
     for rpc, messages in cases:
         (await stream_failure(op, rpc, *messages)).expect(*MALFORMED)
-    # proto3 cannot tell an empty ID from a missing one (wire.md 4.3).
+    # proto3 cannot tell an empty ID from a missing one (docs/wire.md 4.3).
     await expect(op.stub.GenerateCSR(gen(""), metadata=op.metadata), *MALFORMED)
     await expect(op.stub.LoadCertificate(load(chain, ""), metadata=op.metadata), *MALFORMED)
     # Unary LoadCertificate without a key pair needs a pending key from GenerateCSR.

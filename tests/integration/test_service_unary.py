@@ -1,4 +1,4 @@
-"""The unary RPCs (semantics section 4), CSR contents (section 5) and System/Time."""
+"""The unary RPCs (docs/behaviour.md §4), CSR contents (section 5) and System/Time."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ async def test_generate_csr_keeps_a_durable_pending_key(launcher: Launcher) -> N
 
 
 async def test_a_pending_key_expires(launcher: Launcher) -> None:
-    """Kept for a configurable time (semantics section 4); after it, the load has no key."""
+    """Kept for a configurable time (docs/behaviour.md §4); after it, the load has no key."""
     operator = await launcher.provision(grpc_lines=["pending_key_lifetime_s = 0.3"])
     csr = await generate(operator, "short-lived")
     expires = time.monotonic() + 0.3

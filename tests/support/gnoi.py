@@ -1,7 +1,7 @@
 """Raw grpcio building blocks for driving a target's CertificateManagement service in tests.
 
 Messages are built by hand (no client library in between), the way the common clients of
-semantics section 9 put them on the wire. `Launcher.provision` gives a target in its usual
+docs/behaviour.md §9 put them on the wire. `Launcher.provision` gives a target in its usual
 working state: a server certificate `srv` issued by the test CA, that CA as the gnoi-ca-bundle,
 and so mutual TLS with an operator client certificate plus username/password metadata.
 """
@@ -34,7 +34,7 @@ READER = credentials("reader")
 SERVER_ID = "srv"
 LOCAL_SRV = f'local_certificate = "{SERVER_ID}"'
 
-# Where a stream carries the certificate ID (semantics section 3, "Where the ID may come").
+# Where a stream carries the certificate ID (docs/behaviour.md §3, "Where the ID may come").
 IdPlace = Literal["generate_csr", "load_certificate", "both"]
 ID_PLACES: tuple[IdPlace, ...] = ("generate_csr", "load_certificate", "both")
 
@@ -144,7 +144,7 @@ def csr_public_der(csr_pem: bytes) -> bytes:
 
 
 def der_csr(key: PrivateKey, common_name: str = "127.0.0.1") -> bytes:
-    """The DER CSR one common client puts into KeyPair.public_key (semantics section 9)."""
+    """The DER CSR one common client puts into KeyPair.public_key (docs/behaviour.md §9)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.DER)
@@ -306,7 +306,7 @@ class Operator:
         bits: int = 2048,
         ca: TestCA | None = None,
     ) -> str:
-        """Install with a target-generated key (wire.md 5.2 case 1); the new fingerprint."""
+        """Install with a target-generated key (docs/wire.md 5.2 case 1); the new fingerprint."""
         gen_id, load_id = split_id(cert_id, place)
         call = self.stub.Install(metadata=self.metadata)
         await call.write(ins(gen(gen_id, bits=bits)))
@@ -321,7 +321,7 @@ class Operator:
     async def install_key(
         self, cert_id: str, key: PrivateKey, *, bundle: Sequence[bytes] = ()
     ) -> str:
-        """Install with a client key (wire.md 5.2 case 2); the new fingerprint."""
+        """Install with a client key (docs/wire.md 5.2 case 2); the new fingerprint."""
         signed = self.ca.sign_csr(pem_csr(key))
         call = self.stub.Install(metadata=self.metadata)
         await call.write(ins(load(signed, cert_id, private_key=key_pem(key), bundle=bundle)))

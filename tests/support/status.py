@@ -1,6 +1,6 @@
 """Read the rich status a gnoicert target ends a failed RPC with: code, ErrorInfo reason, domain.
 
-Clients must never have to parse messages (semantics section 2), so tests assert on the
+Clients must never have to parse messages (docs/behaviour.md §2), so tests assert on the
 `google.rpc.ErrorInfo` detail the way a client would, through grpcio-status.
 """
 

@@ -1,7 +1,7 @@
 """Errors a person understands: what went wrong in plain words, and the option that fixes it.
 
 grpcio reports every connection-level failure as UNAVAILABLE with the C-core message in the
-details; the patterns below are the ones grpcio 1.8x produces (see grpcio-notes.md: a client
+details; the patterns below are the ones grpcio 1.8x produces (see docs/platform-notes.md: a client
 refused by mutual TLS only sees "Socket closed" under TLS 1.3).
 """
 

@@ -6,7 +6,7 @@ Layout of the directory (0700; keys 0600, unencrypted PKCS#8):
     intermediate.pem / intermediate.key the issuing CA, when made with an intermediate
     bundle.pem                          the CA bundle to load on targets: intermediate, root
 
-The bundle carries the intermediate too (wire.md: chained groups end with their root): a
+The bundle carries the intermediate too (docs/wire.md: chained groups end with their root): a
 target that checks a client's leaf against its bundle (gnoicertd's lockout guard) sees no
 intermediate from the TLS stack.
 

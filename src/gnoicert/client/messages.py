@@ -1,7 +1,7 @@
 """Protobuf in and out: request building and response parsing, with no I/O.
 
-The generated types stop here and in workflows.py; callers see models. Rules followed (wire.md,
-semantics.md section 9): the certificate ID goes in both generate_csr and load_certificate, the
+The generated types stop here and in workflows.py; callers see models. Rules followed (docs/wire.md,
+docs/behaviour.md §9): the certificate ID goes in both generate_csr and load_certificate, the
 certificate is leaf first then intermediates, and each CA of a bundle is its own Certificate.
 """
 
@@ -107,7 +107,7 @@ def rotate_finalize() -> cert_pb2.RotateCertificateRequest:
 
 
 def csr_from_generated(response: cert_pb2.GenerateCSRResponse) -> bytes:
-    """The CSR bytes of a GenerateCSRResponse (PEM for X.509, per wire.md)."""
+    """The CSR bytes of a GenerateCSRResponse (PEM for X.509, per docs/wire.md)."""
     return bytes(response.csr.csr)
 
 

@@ -38,7 +38,7 @@ short description of what it checked; raising anything means the check failed.
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CsrParams:
-    """What a CSR should hold, wherever it is made (CSRParams, semantics section 5).
+    """What a CSR should hold, wherever it is made (CSRParams, docs/behaviour.md §5).
 
     `key_size` is the minimum size asked of the target, and the RSA size of a client-made key;
     `key_type` "ecdsa" can only be made by the client (the wire has no ECDSA key type).

@@ -1,6 +1,6 @@
 """Checks on the signed material before anything is sent, so a target never has to refuse it.
 
-The same ground the target covers at load (semantics section 3: key, chain, validity, CA flag,
+The same ground the target covers at load (docs/behaviour.md §3: key, chain, validity, CA flag,
 EKU), plus what only the client knows: the address it dials must be in the SANs (the rotate
 validation step would fail otherwise).
 """

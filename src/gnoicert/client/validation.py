@@ -1,5 +1,5 @@
 """The rotate validation step: is the new certificate what a *new* connection gets, and does
-the target answer over it? (wire.md section 5.1 step 5.)
+the target answer over it? (docs/wire.md section 5.1 step 5.)
 
 Two checks, both always run so the report says everything that was seen:
 - served-certificate: a fresh TLS handshake that trusts only the new chain; the certificate the

@@ -1,6 +1,6 @@
 """CertClient: every RPC of gnoi.certificate, and the Install and Rotate workflows, async.
 
-A well-behaved client (semantics.md section 9): the stream is opened before the CanGenerateCSR
+A well-behaved client (docs/behaviour.md §9): the stream is opened before the CanGenerateCSR
 probe on the same connection, the certificate ID travels in both generate_csr and
 load_certificate, the client half-closes and reads to the final status after Install's load and
 after Rotate's Finalize, and it cancels (never half-closes) a Rotate it does not want committed.

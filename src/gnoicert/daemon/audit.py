@@ -1,4 +1,4 @@
-"""The audit log: one JSON object per line for every state change and refusal (semantics §8).
+"""The audit log: one JSON object per line for every state change and refusal (docs/behaviour.md §8).
 
 The file is append-only, 0600, flushed per record, and reopened on SIGHUP for log rotation.
 Each record is also logged, in one short human line, on the `gnoicert.audit` logger. No record
@@ -215,7 +215,7 @@ def unfinished_rotations(path: Path, *, tail_bytes: int = 16 * 1024 * 1024) -> l
     """The last "rotate applied" record of each certificate ID with no outcome after it.
 
     A Rotate applied but not finalized lives in memory only, so a crash rolls it back without a
-    word (semantics section 3): the audit log is the one place that remembers it. Only the tail
+    word (docs/behaviour.md §3): the audit log is the one place that remembers it. Only the tail
     of the file is read (a Rotate ends within its finalize deadline); a torn last line from the
     crash is skipped.
     """

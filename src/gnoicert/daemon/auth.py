@@ -1,4 +1,4 @@
-"""Who is calling, and may they call this RPC (semantics section 1, "Authentication mode").
+"""Who is calling, and may they call this RPC (docs/behaviour.md §1, "Authentication mode").
 
 Plain values in, plain values out: the service layer takes the metadata, the peer string and
 the verified client-certificate subject out of grpc and calls `Authenticator.authenticate`
@@ -51,7 +51,7 @@ USERNAME_KEY = "username"
 PASSWORD_KEY = "password"  # noqa: S105 (a metadata key, not a password)
 
 # A verified (user, password) is trusted this long, so clients that send credentials on every
-# call (semantics section 9) do not pay scrypt every time.
+# call (docs/behaviour.md §9) do not pay scrypt every time.
 _CACHE_TTL_S = 60.0
 _CACHE_MAX_ENTRIES = 4096
 _MAX_TRACKED_HOSTS = 10_000

@@ -3,7 +3,7 @@
 Everything is checked when the file is read, so a bad key stops the daemon at start (or leaves
 the running configuration in place on SIGHUP) with a message naming the file and the key.
 The layout mirrors the Junos `system services extension-service request-response grpc` stanza;
-see DESIGN.md, "Configuration".
+see docs/operator-guide.md, "Configuration".
 """
 
 from __future__ import annotations

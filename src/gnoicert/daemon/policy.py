@@ -38,7 +38,7 @@ class ClientTrust:
 
 def client_trust(grpc_config: GrpcConfig, bundle_pem: bytes, external_ca_pem: bytes) -> ClientTrust:
     """The client CA set: the explicit mutual_authentication stanza wins over the implicit
-    rule "a non-empty gnoi-ca-bundle means mutual TLS" (semantics section 1)."""
+    rule "a non-empty gnoi-ca-bundle means mutual TLS" (docs/behaviour.md §1)."""
     stanza = grpc_config.mutual_authentication
     if stanza is None:
         return ClientTrust(uses_store_bundle=True, ca_pem=bundle_pem)
@@ -81,7 +81,7 @@ def bundle_locks_out(
 
     The target's own active certificate must still verify against the new bundle, and so must
     the certificate of the client sending it when that bundle is what client certificates are
-    checked against (semantics section 2, LOCKOUT).
+    checked against (docs/behaviour.md §2, LOCKOUT).
     """
     if server_chain is not None and not chain_verifies(
         server_chain[0], server_chain[1:], new_bundle

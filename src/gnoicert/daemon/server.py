@@ -2,7 +2,7 @@
 
 The listener is rebuilt (new grpc.aio.Server, same port) whenever the TLS mode changes, or on
 any credential change with hot reloading off; a stopped server object is never reused
-(grpcio-notes: reuse crashes the process). Mode changes wait until the RPC that caused them
+(docs/platform-notes.md: reuse crashes the process). Mode changes wait until the RPC that caused them
 has ended with OK.
 """
 

@@ -125,7 +125,7 @@ def _client_certificate(context: Context) -> x509.Certificate | None:
 
 
 class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
-    """gnoi.certificate.CertificateManagement over the PKI store (semantics sections 2 to 4)."""
+    """gnoi.certificate.CertificateManagement over the PKI store (docs/behaviour.md §s 2 to 4)."""
 
     def __init__(
         self,
@@ -175,7 +175,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         context: Context,
         response_type: Callable[..., _Response],
     ) -> AsyncGenerator[_Response, None]:
-        """One Install or Rotate stream: the message order of semantics section 3.
+        """One Install or Rotate stream: the message order of docs/behaviour.md §3.
 
         Install commits at its load and ends at once; Rotate commits on reading Finalize.
         """

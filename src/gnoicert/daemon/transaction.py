@@ -1,5 +1,5 @@
 """Install and Rotate as one transaction per stream, and the load validation they share with
-the unary LoadCertificate (semantics sections 3 and 4).
+the unary LoadCertificate (docs/behaviour.md §s 3 and 4).
 
 A StreamTransaction owns one store transaction: it locks the ID at the first message that names
 it, validates everything before staging anything, applies a Rotate (in effect, not committed)
@@ -48,7 +48,7 @@ class Runtime:
     external_client_ca_pem: bytes = b""
     insecure: bool = False
     # Set by the daemon when it starts to stop: grpcio then ends request streams as if their
-    # clients had half-closed (grpcio-notes), and only this tells the two apart.
+    # clients had half-closed (docs/platform-notes.md), and only this tells the two apart.
     stopping: bool = False
 
     def client_trust(self, bundle_pem: bytes) -> policy.ClientTrust:
@@ -84,7 +84,7 @@ class _Step(enum.Enum):
 
 
 def check_csr_params(params: cert_pb2.CSRParams, key_sizes: Sequence[int]) -> int:
-    """The RSA key size for these parameters, or UnsupportedKey (semantics sections 4 and 5)."""
+    """The RSA key size for these parameters, or UnsupportedKey (docs/behaviour.md §s 4 and 5)."""
     if params.type not in _X509_TYPES:
         raise pki.UnsupportedKey(f"certificate type {params.type} is not supported; use CT_X509")
     if params.key_type not in _RSA_TYPES:
@@ -175,7 +175,7 @@ def prepare_load(
     runtime: Runtime,
     caller: Caller,
 ) -> PreparedLoad:
-    """Every check of semantics section 3 ("Validation at load"), before anything changes.
+    """Every check of docs/behaviour.md §3 ("Validation at load"), before anything changes.
 
     Blocking (chain verification against a large bundle): run it off the event loop.
     """
@@ -233,7 +233,7 @@ def check_lockout(
     caller: Caller,
     replaced: tuple[str, tuple[x509.Certificate, ...]] | None = None,
 ) -> None:
-    """Refuse a bundle that would lock the operator out (semantics section 2, LOCKOUT)."""
+    """Refuse a bundle that would lock the operator out (docs/behaviour.md §2, LOCKOUT)."""
     local_id = runtime.grpc.local_certificate
     server_chains: list[tuple[x509.Certificate, ...] | None] = []
     if replaced is not None and replaced[0] == local_id:
@@ -276,7 +276,7 @@ def stage_load(tx: Transaction, prepared: PreparedLoad) -> CertificateEntity:
 
 
 class StreamTransaction:
-    """The state machine of one Install or Rotate stream (semantics section 3)."""
+    """The state machine of one Install or Rotate stream (docs/behaviour.md §3)."""
 
     def __init__(
         self,

@@ -91,7 +91,7 @@ def check_leaf(
     *,
     now: dt.datetime | None = None,
 ) -> None:
-    """Every check a certificate must pass before it is installed (semantics section 3).
+    """Every check a certificate must pass before it is installed (docs/behaviour.md §3).
 
     Validity window with CLOCK_SKEW (CertificateNotYetValid, CertificateExpired); not a CA and
     EKU/key usage allowing TLS (BadKeyUsage); chains through intermediates to one of

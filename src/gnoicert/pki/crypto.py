@@ -55,7 +55,7 @@ _DER_SEQUENCE = 0x30
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CsrSubject:
-    """The CSRParams subject fields (semantics section 5); empty string means absent."""
+    """The CSRParams subject fields (docs/behaviour.md §5); empty string means absent."""
 
     common_name: str = ""
     country: str = ""
@@ -116,7 +116,7 @@ def generate_rsa_key(size: int) -> rsa.RSAPrivateKey:
 
 
 def build_csr(key: PrivateKey, subject: CsrSubject) -> bytes:
-    """PEM CSR, SHA-256, subject and SANs as semantics section 5. Raises InvalidCsrParameters."""
+    """PEM CSR, SHA-256, subject and SANs as docs/behaviour.md §5. Raises InvalidCsrParameters."""
     for label, value, limit in (
         ("common_name", subject.common_name, 64),
         ("country", subject.country, 64),

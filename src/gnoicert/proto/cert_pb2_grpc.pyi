@@ -4,7 +4,7 @@
 isort:skip_file
 gnoicert's copy of the gNOI certificate management service (gnoi.certificate 0.2.0).
 Names, numbers, types, labels and oneofs are those of upstream openconfig/gnoi
-cert/cert.proto (see shared/spec/wire.md); the comments are gnoicert's own.
+cert/cert.proto (see docs/wire.md); the comments are gnoicert's own.
 """
 
 from collections import abc as _abc

@@ -55,7 +55,7 @@ class TestInit:
         assert _mode(directory / INTERMEDIATE_KEY_FILE) == 0o600
         assert ca.intermediate is not None
         assert chain_verifies(ca.intermediate, [], [ca.root])
-        # The bundle sent to targets: intermediate, then root (wire.md ordering).
+        # The bundle sent to targets: intermediate, then root (docs/wire.md ordering).
         assert load_certificates(ca.bundle_pem) == [ca.intermediate, ca.root]
         assert load_certificates(ca.root_pem) == [ca.root]
         assert (directory / BUNDLE_FILE).read_bytes() == ca.bundle_pem

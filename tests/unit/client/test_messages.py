@@ -41,7 +41,7 @@ class TestRequests:
         assert (params.ip_address, params.email_id) == ("192.0.2.1", "noc@example.net")
 
     def test_the_id_travels_in_both_messages(self) -> None:
-        # semantics.md section 9: some targets read it from one message, some from the other.
+        # docs/behaviour.md §9: some targets read it from one message, some from the other.
         generate = messages.rotate_generate("gnoi-server", PARAMS)
         assert generate.WhichOneof("rotate_request") == "generate_csr"
         assert generate.generate_csr.certificate_id == "gnoi-server"
@@ -69,7 +69,7 @@ class TestRequests:
     def test_finalize_is_an_empty_but_selected_message(self) -> None:
         finalize = messages.rotate_finalize()
         assert finalize.WhichOneof("rotate_request") == "finalize_rotation"
-        assert finalize.SerializeToString() == b"\x1a\x00"  # wire.md 4.4
+        assert finalize.SerializeToString() == b"\x1a\x00"  # docs/wire.md 4.4
 
     def test_install_generate(self) -> None:
         request = messages.install_generate("new-id", PARAMS)
