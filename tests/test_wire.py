@@ -164,6 +164,7 @@ def test_gnoi_version_extension() -> None:
     ext = types_pb2.gnoi_version
     assert ext.number == 1002
     assert ext.type == STR
+    assert ext.containing_type is not None
     assert ext.containing_type.full_name == "google.protobuf.FileOptions"
     assert types_pb2.DESCRIPTOR.package == "gnoi.types"
     assert types_pb2.DESCRIPTOR.name == "github.com/openconfig/gnoi/types/types.proto"
