@@ -1,4 +1,4 @@
-"""The audit log: one JSON object per line for every state change and refusal (docs/behaviour.md §8).
+"""The audit log: a JSON object per line for each state change and refusal (docs/behaviour.md §8).
 
 The file is append-only, 0600, flushed per record, and reopened on SIGHUP for log rotation.
 Each record is also logged, in one short human line, on the `gnoicert.audit` logger. No record

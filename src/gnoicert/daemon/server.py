@@ -2,8 +2,8 @@
 
 The listener is rebuilt (new grpc.aio.Server, same port) whenever the TLS mode changes, or on
 any credential change with hot reloading off; a stopped server object is never reused
-(docs/platform-notes.md: reuse crashes the process). Mode changes wait until the RPC that caused them
-has ended with OK.
+(docs/platform-notes.md: reuse crashes the process). Mode changes wait until the RPC that caused
+them has ended with OK.
 """
 
 from __future__ import annotations
