@@ -192,7 +192,7 @@ async def test_without_hot_reloading_the_rotation_replaces_the_listener(
 async def test_revoking_the_server_certificate_keeps_sessions_and_serves_factory(
     serving: ServingTarget,
 ) -> None:
-    """Semantics section 4: established sessions, the caller's included, are not disturbed;
+    """docs/behaviour.md §4: established sessions, the caller's included, are not disturbed;
     new handshakes get the factory certificate until the configuration names another."""
     target = serving.target
     caller = serving.channel()

@@ -66,7 +66,7 @@ async def test_twenty_thousand_ca_bundle(operator: Operator, big_bundle: Bundle)
     ),
 )
 async def test_new_connections_after_a_large_bundle(operator: Operator) -> None:
-    """Semantics section 1: a bundle change applies to new handshakes at once."""
+    """docs/behaviour.md §1: a bundle change applies to new handshakes at once."""
     bundle = make_bundle(2_999)  # 3,000 with the test CA: about 1.6 s
     await operator.stub.LoadCertificateAuthorityBundle(
         bundle_request(operator.ca, bundle), metadata=operator.metadata

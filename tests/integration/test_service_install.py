@@ -103,7 +103,7 @@ async def test_install_ids_in_both_messages_must_agree(operator: Operator) -> No
 async def test_install_cancelled_right_after_load_response_stays_installed(
     operator: Operator,
 ) -> None:
-    """Semantics section 9: a common CLI never half-closes; it reads the load response and
+    """docs/behaviour.md §9: a common CLI never half-closes; it reads the load response and
     cancels. Install commits at load, so the certificate stays."""
     call = operator.stub.Install(metadata=operator.metadata)
     await call.write(ins(gen("kept")))
@@ -134,7 +134,7 @@ async def test_install_with_bundle_replaces_the_bundle(operator: Operator) -> No
 
 
 async def test_install_material_as_clients_send_it(operator: Operator) -> None:
-    """Semantics section 6, with keys and certificates made by OpenSSL, not by us."""
+    """docs/behaviour.md §6, with keys and certificates made by OpenSSL, not by us."""
     ca = operator.ca
     # The fallback of a client whose CanGenerateCSR(1024) said no: PKCS#1 RSA-1024 key, its DER
     # CSR in public_key.

@@ -335,7 +335,7 @@ async def test_time_is_nanoseconds_since_the_epoch(operator: Operator) -> None:
 
 
 async def test_alpn_h2_is_negotiated(operator: Operator) -> None:
-    """Semantics section 9: Go clients refuse a TLS server that does not select ALPN h2."""
+    """docs/behaviour.md §9: Go clients refuse a TLS server that does not select ALPN h2."""
     host, port = operator.target.address.rsplit(":", 1)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cadata=operator.roots.decode())

@@ -1,6 +1,6 @@
 """Large CA bundles, made fast: one EC key signs (and is the key of) every CA certificate.
 
-Semantics section 7: a bundle of 20,000 CA certificates must load, in seconds. Distinct
+docs/behaviour.md §7: a bundle of 20,000 CA certificates must load, in seconds. Distinct
 subjects and serials make them distinct CAs as far as chain building is concerned.
 """
 

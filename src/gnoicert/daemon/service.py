@@ -260,8 +260,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 view = store.view()
                 old = view.entities.get(cert_id)
                 if csr_key is None:
-                    # Semantics section 2: a unary load with a client key is an install; only
-                    # the GenerateCSR path replaces an existing ID (section 4).
+                    # docs/behaviour.md §2: a unary load with a client key is an install; only
+                    # the GenerateCSR path replaces an existing ID (§4).
                     check_exists(view, cert_id, Kind.INSTALL)
                 prepared = await asyncio.to_thread(
                     prepare_load,
