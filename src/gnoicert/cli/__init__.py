@@ -1,0 +1,1 @@
+"""The `gnoicert` command: argument parsing, dispatch, output, hints and the demo."""
