@@ -52,9 +52,11 @@ def new_parser(description: str) -> ArgsFileParser:
     target.add_argument("--client_key", help="client key (PEM) for mutual TLS")
     target.add_argument("--server_name", help="name in the target's certificate, if not --server")
     target.add_argument("--user_id", help="user name (sent as gRPC metadata with the password)")
-    secret = target.add_mutually_exclusive_group()
-    secret.add_argument("--password_env", help="environment variable holding the password")
-    secret.add_argument("--password_file", help="file holding the password (first line)")
+    # Not mutually exclusive: an option after the @file must be able to override the file's.
+    target.add_argument("--password_env", help="environment variable holding the password")
+    target.add_argument(
+        "--password_file", help="file holding the password (first line; before --password_env)"
+    )
     target.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     return parser
 
@@ -116,10 +118,10 @@ def add_certificate_arguments(parser: argparse.ArgumentParser, cert_id_help: str
         "--client_root_ca", help="root CA (PEM) of the clients' certificates (mutual TLS)"
     )
     signing = parser.add_argument_group("signing the CSR")
-    signer = signing.add_mutually_exclusive_group(required=True)
-    signer.add_argument("--ca_dir", help="local CA directory (gnoicert ca init)")
-    signer.add_argument(
-        "--sign_command", help="command reading the CSR (PEM) on stdin, printing the certificate"
+    signing.add_argument("--ca_dir", help="local CA directory (gnoicert ca init)")
+    signing.add_argument(
+        "--sign_command",
+        help="command reading the CSR (PEM) on stdin, printing the certificate (before --ca_dir)",
     )
     signing.add_argument("--days", type=int, default=365, help="validity (--ca_dir)")
 
@@ -139,9 +141,12 @@ def csr_params(args: argparse.Namespace) -> gnoicert.CsrParams:
 
 
 def signer(args: argparse.Namespace) -> gnoicert.Signer:
+    """--sign_command when given (it may override an args file's --ca_dir), else --ca_dir."""
+    if args.sign_command:
+        return gnoicert.ExternalCommandSigner(args.sign_command)
     if args.ca_dir:
         return gnoicert.LocalCA.open(args.ca_dir, days=args.days)
-    return gnoicert.ExternalCommandSigner(args.sign_command)
+    raise gnoicert.InputError("no signer: give --ca_dir or --sign_command")
 
 
 def ca_bundle(args: argparse.Namespace) -> bytes:
