@@ -1,16 +1,17 @@
 """Revoke certificates on a target by certificate ID (gNOI RevokeCertificates).
 
 The Junos example application of the same name, on top of the gnoicert library. An ID that is
-not on the target counts as revoked; per-ID failures are printed and give exit status 1.
+not on the target counts as revoked (docs/behaviour.md §4); per-ID failures are printed and give
+exit status 1.
 
-    python examples/revoke_certificates.py @examples/args_cert_revoke.txt
+    python examples/gnoi_cert_revoke_certificates.py @examples/args_cert_revoke_certificates.txt
 """
 
 from __future__ import annotations
 
 import sys
 
-import example_common as common
+import gnoi_cert_common as common
 
 import gnoicert
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"revoked {certificate_id}")
     for error in result.errors:
         print(f"not revoked {error.certificate_id}: {error.message}", file=sys.stderr)
-    return 0 if result.ok else 1
+    return common.EXIT_OK if result.ok else common.EXIT_FAILED
 
 
 if __name__ == "__main__":

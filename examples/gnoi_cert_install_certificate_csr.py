@@ -1,17 +1,18 @@
 """Install a certificate on a target with a target-generated CSR (gNOI Install).
 
 The Junos example application of the same name, on top of the gnoicert library: the target
-makes the key pair and the CSR, the local CA in --ca_dir signs it, and the certificate is
-loaded under a new certificate ID (optionally with a CA bundle, which turns on mutual TLS).
+makes the key pair and the CSR, the local CA in --ca_dir (or --sign_command) signs it, and the
+certificate is loaded under a new certificate ID. With --server_root_ca1 / --client_root_ca the
+CA bundle is loaded too; the first bundle turns on mutual TLS (docs/behaviour.md §1).
 
-    python examples/install_certificate_csr.py @examples/args_cert_install_csr.txt
+    python examples/gnoi_cert_install_certificate_csr.py @examples/args_cert_install_csr.txt
 """
 
 from __future__ import annotations
 
 import sys
 
-import example_common as common
+import gnoi_cert_common as common
 
 import gnoicert
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = gnoicert.InstallSpec(
             certificate_id=args.cert_id,
             csr=common.csr_params(args),
-            signer=gnoicert.LocalCA.open(args.ca_dir, days=args.days),
+            signer=common.signer(args),
             ca_bundle_pem=common.ca_bundle(args),
             key_source="target",
         )
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return common.report_failure("install", exc)
     print(f"installed {result.certificate_id} on {result.target}")
     common.print_certificate(result)
-    return 0
+    return common.EXIT_OK
 
 
 if __name__ == "__main__":
