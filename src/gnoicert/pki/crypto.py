@@ -104,8 +104,7 @@ def choose_rsa_key_size(
         raise UnsupportedKey(f"invalid RSA key size {min_key_size}; supported sizes: {listed}")
     if min_key_size > sizes[-1]:
         raise UnsupportedKey(
-            f"RSA keys of at least {min_key_size} bits are not supported; "
-            f"supported sizes: {listed}"
+            f"RSA keys of at least {min_key_size} bits are not supported; supported sizes: {listed}"
         )
     floor = max(min_key_size, min(default, sizes[-1]))
     return next(size for size in sizes if size >= floor)
