@@ -25,6 +25,7 @@ from tests.support.gnoi import (
     SERVER_ID,
     Launcher,
     Operator,
+    audit,
     csr_public_der,
     gen,
     ins,
@@ -122,6 +123,66 @@ async def test_load_certificate_replaces_an_existing_id(operator: Operator) -> N
     assert served_fingerprint(operator.target.address) == new.fingerprint
     listing = await operator.listing()
     assert leaf_fingerprint(listing[SERVER_ID].certificate.certificate) == new.fingerprint
+
+
+async def test_load_certificate_with_a_client_key_replaces_an_existing_id(
+    operator: Operator,
+) -> None:
+    """As the pending-key path does: an atomic replacement, audited with both fingerprints."""
+    first, first_fp = operator.key_load("peer")
+    await operator.stub.LoadCertificate(first, metadata=operator.metadata)
+    second, second_fp = operator.key_load("peer")
+    await operator.stub.LoadCertificate(second, metadata=operator.metadata)
+    entity = operator.store.committed_view().entities["peer"]
+    assert (entity.fingerprint, entity.key_origin) == (second_fp, KeyOrigin.CLIENT)
+    [record] = audit(operator.target, event="load", certificate_id="peer", detail="replaced")
+    assert (record["old_fingerprint"], record["new_fingerprint"]) == (first_fp, second_fp)
+
+    # The server's own certificate: new handshakes get the new one at once.
+    old = operator.state().entity(SERVER_ID)
+    assert old is not None
+    request, new_fp = operator.key_load(SERVER_ID)
+    await operator.stub.LoadCertificate(request, metadata=operator.metadata)
+    new = operator.state().entity(SERVER_ID)
+    assert new is not None
+    assert (new.fingerprint, new.version) == (new_fp, old.version + 1)
+    await wait_for(
+        lambda: served_fingerprint(operator.target.address) == new_fp, what="the new certificate"
+    )
+    [record] = audit(operator.target, event="load", certificate_id=SERVER_ID, detail="replaced")
+    assert (record["old_fingerprint"], record["new_fingerprint"]) == (old.fingerprint, new_fp)
+    assert await operator.time(operator.new_channel()) > 0  # a new handshake, the new cert
+
+
+async def test_a_client_key_replacement_is_validated_like_a_rotation(
+    operator: Operator, foreign_ca: TestCA
+) -> None:
+    before = operator.state()
+    served = served_fingerprint(operator.target.address)
+    untrusted, _ = operator.key_load(SERVER_ID, ca=foreign_ca)
+    await expect(
+        operator.stub.LoadCertificate(untrusted, metadata=operator.metadata),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CHAIN_VERIFY_FAILED",
+    )
+    mismatched, _ = operator.key_load(SERVER_ID)
+    mismatched.key_pair.private_key = operator.key_load(SERVER_ID)[0].key_pair.private_key
+    await expect(
+        operator.stub.LoadCertificate(mismatched, metadata=operator.metadata),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "KEY_MISMATCH",
+    )
+    # The server's certificate from the foreign CA, with a bundle of that CA only: the caller's
+    # client certificate (from the test CA) would no longer verify.
+    locking, _ = operator.key_load(SERVER_ID, ca=foreign_ca, bundle=[foreign_ca.bundle_pem])
+    await expect(
+        operator.stub.LoadCertificate(locking, metadata=operator.metadata),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "LOCKOUT",
+    )
+    assert operator.state() == before
+    assert served_fingerprint(operator.target.address) == served
+    assert audit(operator.target, event="load", outcome="committed") == []
 
 
 async def test_get_certificates(operator: Operator) -> None:

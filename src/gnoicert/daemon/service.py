@@ -256,11 +256,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     csr_key = crypto.load_private_key(pending, trusted=True)  # made here
                     tx.consume_pending_key(cert_id)
                 view = store.view()
+                # New ID: an install; existing ID: an atomic replacement, with either kind of
+                # key (docs/behaviour.md §4), validated like a Rotate's load.
                 old = view.entities.get(cert_id)
-                if csr_key is None:
-                    # Semantics section 2: a unary load with a client key is an install; only
-                    # the GenerateCSR path replaces an existing ID (section 4).
-                    check_exists(view, cert_id, Kind.INSTALL)
                 prepared = await asyncio.to_thread(
                     prepare_load,
                     request,
