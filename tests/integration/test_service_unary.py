@@ -7,6 +7,7 @@ import socket
 import ssl
 import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -306,7 +307,7 @@ CAN_GENERATE = [  # (key_type, certificate_type, key_size, can_generate); 0 mean
 
 
 async def can_generate_table(
-    operator: Operator, table: list[tuple[int, int, int, bool]]
+    operator: Operator, table: Sequence[tuple[int, int, int, bool]]
 ) -> list[tuple[int, int, int, bool]]:
     """The rows whose answer differs from the table's."""
     wrong = []

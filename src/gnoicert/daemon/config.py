@@ -462,7 +462,8 @@ class _Parser:
                 "or the path of a PEM file of CA certificates",
             )
         if ca != CA_BUNDLE_AUTHORITY:
-            ca = self.attempt(lambda: str(self.ca_file(ca, ca_key)), ca)
+            named = ca
+            ca = self.attempt(lambda: str(self.ca_file(named, ca_key)), named)
         level_key = f"{prefix}.client_certificate_request"
         level = self.string(t, "client_certificate_request", level_key)
         return MutualAuthentication(
