@@ -67,14 +67,20 @@ class CliSuite:
         assert "round trip" in text
 
     def test_can_generate_csr(self, operator: CliOperator) -> None:
-        # The daemon is configured with key_sizes = [2048].
+        # The daemon is configured with key_sizes = [2048]: a minimum of 1024 is met (by a
+        # 2048-bit key), 3072 is not.
         yes = operator.json("can-generate-csr", "--key-size", "2048")
-        no = operator.json("can-generate-csr", "--key-size", "1024")
-        assert (yes["can_generate"], no["can_generate"]) == (True, False)
+        small = operator.json("can-generate-csr", "--key-size", "1024")
+        no = operator.json("can-generate-csr", "--key-size", "3072")
+        assert (yes["can_generate"], small["can_generate"], no["can_generate"]) == (
+            True,
+            True,
+            False,
+        )
         assert (yes["key_type"], yes["certificate_type"], no["key_size"]) == (
             "KT_RSA",
             "CT_X509",
-            1024,
+            3072,
         )
 
     def test_generate_csr_then_ca_sign_then_load(
@@ -147,14 +153,15 @@ class CliSuite:
         assert "hint: use rotate" in again.stderr
 
     def test_install_makes_the_key_when_the_target_cannot(self, operator: CliOperator) -> None:
-        # CanGenerateCSR(1024) is false on this daemon: the client makes an RSA-1024 key.
+        # CanGenerateCSR(3072) is false on this daemon (key_sizes = [2048]): the client makes
+        # an RSA-3072 key.
         result = operator.json(
-            "install", "suite-rsa1024", "--ca-dir", str(operator.ca_dir),
-            "--cn", "small.example.net", "--key-size", "1024",
+            "install", "suite-rsa3072", "--ca-dir", str(operator.ca_dir),
+            "--cn", "big.example.net", "--key-size", "3072",
         )  # fmt: skip
         assert result["key_source"] == "client"
-        listed = operator.listing()["suite-rsa1024"]
-        assert (listed["key_type"], listed["key_size"]) == ("RSA", 1024)
+        listed = operator.listing()["suite-rsa3072"]
+        assert (listed["key_type"], listed["key_size"]) == ("RSA", 3072)
         assert listed["fingerprint"] == result["fingerprint"]
 
     def test_install_an_ecdsa_key(self, operator: CliOperator) -> None:

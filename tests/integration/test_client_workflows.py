@@ -174,8 +174,10 @@ async def test_time_and_can_generate_csr(client: CertClient) -> None:
     assert answer.time.tzinfo is not None
     assert answer.target == client.target
     assert (await client.can_generate_csr(key_size=2048)).can_generate is True
-    refused = await client.can_generate_csr(key_size=1024)
-    assert (refused.can_generate, refused.key_type, refused.key_size) == (False, "KT_RSA", 1024)
+    # key_sizes = [2048]: a minimum of 1024 is met (by a 2048-bit key), 3072 is not.
+    assert (await client.can_generate_csr(key_size=1024)).can_generate is True
+    refused = await client.can_generate_csr(key_size=3072)
+    assert (refused.can_generate, refused.key_type, refused.key_size) == (False, "KT_RSA", 3072)
 
 
 async def test_generate_csr_then_load_onto_the_pending_key(
@@ -246,8 +248,8 @@ async def test_get_certificates_is_parsed(client: CertClient, setup: Setup) -> N
     ("certificate_id", "params", "key_source", "expected"),
     [
         ("lib-auto-2048", CsrParams(common_name="a.example", key_size=2048), "auto", "target"),
-        # CanGenerateCSR(1024) is false on this daemon: the client makes the key.
-        ("lib-auto-1024", CsrParams(common_name="b.example", key_size=1024), "auto", "client"),
+        # CanGenerateCSR(3072) is false on this daemon: the client makes the key.
+        ("lib-auto-3072", CsrParams(common_name="b.example", key_size=3072), "auto", "client"),
         ("lib-ecdsa", CsrParams(common_name="c.example", key_type="ecdsa"), "auto", "client"),
         ("lib-client-rsa", CsrParams(common_name="d.example"), "client", "client"),
     ],

@@ -457,3 +457,50 @@ def test_systemd_unit_runs_serve_and_reloads_with_sighup() -> None:
     assert service["KillSignal"] == "SIGTERM"
     assert service["RestartPreventExitStatus"] == "2"  # configuration errors exit 2
     assert service["StateDirectoryMode"] == "0700"
+
+
+def test_config_check_reports_every_fault_at_once(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        top_lines=["auth_failure_limit = 0", 'key_secret_file = "short-secret"'],
+        grpc_lines=["colour = 1", "max_message_mib = 0", "default_key_size = 512"],
+    )
+    refused = run_gnoicertd("config", "check", str(config))
+    assert refused.returncode == 2
+    lines = refused.stderr.splitlines()
+    for key in ("auth_failure_limit", "grpc.colour", "grpc.max_message_mib"):
+        [line] = [line for line in lines if f"{config}: {key}: " in line]
+        assert line.startswith("gnoicertd: ")
+    assert "grpc.default_key_size: must be one of the configured grpc.key_sizes" in refused.stderr
+    assert len(lines) == 4
+
+    # The file faults (key_secret_file) are reported together too once the file itself is valid.
+    (tmp_path / "short-secret").write_bytes(b"too short")
+    config = write_config(
+        tmp_path,
+        top_lines=['key_secret_file = "short-secret"'],
+        grpc_lines=[
+            "[grpc.mutual_authentication]",
+            'certificate_authority = "gnoi-ca-bundle"',
+        ],
+    )
+    refused = run_gnoicertd("config", "check", str(config))
+    assert (refused.returncode, refused.stderr.splitlines()) == (
+        2,
+        [f"gnoicertd: key_secret_file: {tmp_path / 'short-secret'} holds under 16 bytes"],
+    )
+
+
+def test_a_state_dir_that_is_a_file_is_refused_by_check_and_serve(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state"
+    state.write_text("a regular file\n")
+    message = f"{config}: state_dir: {str(state)!r} exists and is not a directory"
+    refused = run_gnoicertd("config", "check", str(config))
+    assert (refused.returncode, refused.stderr.strip()) == (2, f"gnoicertd: {message}")
+    served = run_gnoicertd("serve", "--config", str(config))
+    assert served.returncode == 2
+    assert message in served.stderr
+    assert "Traceback" not in served.stderr
+    assert state.read_text() == "a regular file\n"
+    assert not (tmp_path / "audit.jsonl").exists()

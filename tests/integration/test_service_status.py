@@ -96,11 +96,7 @@ async def test_cert_id_exists(op: Operator) -> None:
     (await stream_failure(op, "Install", ins(load(chain, SERVER_ID, private_key=key)))).expect(
         *code
     )
-    # A unary load with a client key is an install too.
-    await expect(
-        op.stub.LoadCertificate(load(chain, SERVER_ID, private_key=key), metadata=op.metadata),
-        *code,
-    )
+    # (A unary LoadCertificate onto an existing ID replaces it: test_service_unary.py.)
 
 
 async def test_cert_id_not_found(op: Operator) -> None:

@@ -7,6 +7,7 @@ import socket
 import ssl
 import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -25,6 +26,7 @@ from tests.support.gnoi import (
     SERVER_ID,
     Launcher,
     Operator,
+    audit,
     csr_public_der,
     gen,
     ins,
@@ -122,6 +124,66 @@ async def test_load_certificate_replaces_an_existing_id(operator: Operator) -> N
     assert served_fingerprint(operator.target.address) == new.fingerprint
     listing = await operator.listing()
     assert leaf_fingerprint(listing[SERVER_ID].certificate.certificate) == new.fingerprint
+
+
+async def test_load_certificate_with_a_client_key_replaces_an_existing_id(
+    operator: Operator,
+) -> None:
+    """As the pending-key path does: an atomic replacement, audited with both fingerprints."""
+    first, first_fp = operator.key_load("peer")
+    await operator.stub.LoadCertificate(first, metadata=operator.metadata)
+    second, second_fp = operator.key_load("peer")
+    await operator.stub.LoadCertificate(second, metadata=operator.metadata)
+    entity = operator.store.committed_view().entities["peer"]
+    assert (entity.fingerprint, entity.key_origin) == (second_fp, KeyOrigin.CLIENT)
+    [record] = audit(operator.target, event="load", certificate_id="peer", detail="replaced")
+    assert (record["old_fingerprint"], record["new_fingerprint"]) == (first_fp, second_fp)
+
+    # The server's own certificate: new handshakes get the new one at once.
+    old = operator.state().entity(SERVER_ID)
+    assert old is not None
+    request, new_fp = operator.key_load(SERVER_ID)
+    await operator.stub.LoadCertificate(request, metadata=operator.metadata)
+    new = operator.state().entity(SERVER_ID)
+    assert new is not None
+    assert (new.fingerprint, new.version) == (new_fp, old.version + 1)
+    await wait_for(
+        lambda: served_fingerprint(operator.target.address) == new_fp, what="the new certificate"
+    )
+    [record] = audit(operator.target, event="load", certificate_id=SERVER_ID, detail="replaced")
+    assert (record["old_fingerprint"], record["new_fingerprint"]) == (old.fingerprint, new_fp)
+    assert await operator.time(operator.new_channel()) > 0  # a new handshake, the new cert
+
+
+async def test_a_client_key_replacement_is_validated_like_a_rotation(
+    operator: Operator, foreign_ca: TestCA
+) -> None:
+    before = operator.state()
+    served = served_fingerprint(operator.target.address)
+    untrusted, _ = operator.key_load(SERVER_ID, ca=foreign_ca)
+    await expect(
+        operator.stub.LoadCertificate(untrusted, metadata=operator.metadata),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CHAIN_VERIFY_FAILED",
+    )
+    mismatched, _ = operator.key_load(SERVER_ID)
+    mismatched.key_pair.private_key = operator.key_load(SERVER_ID)[0].key_pair.private_key
+    await expect(
+        operator.stub.LoadCertificate(mismatched, metadata=operator.metadata),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "KEY_MISMATCH",
+    )
+    # The server's certificate from the foreign CA, with a bundle of that CA only: the caller's
+    # client certificate (from the test CA) would no longer verify.
+    locking, _ = operator.key_load(SERVER_ID, ca=foreign_ca, bundle=[foreign_ca.bundle_pem])
+    await expect(
+        operator.stub.LoadCertificate(locking, metadata=operator.metadata),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "LOCKOUT",
+    )
+    assert operator.state() == before
+    assert served_fingerprint(operator.target.address) == served
+    assert audit(operator.target, event="load", outcome="committed") == []
 
 
 async def test_get_certificates(operator: Operator) -> None:
@@ -223,7 +285,11 @@ async def test_revoking_the_bundle_is_refused_when_nobody_could_log_in_after(
 
 
 CAN_GENERATE = [  # (key_type, certificate_type, key_size, can_generate); 0 means "unset"
+    # key_size is a minimum: 0 through the largest configured size (4096) is met.
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 1, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 1000, True),
     (cert_pb2.KT_RSA, cert_pb2.CT_X509, 1024, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 2047, True),
     (cert_pb2.KT_RSA, cert_pb2.CT_X509, 2048, True),
     (cert_pb2.KT_RSA, cert_pb2.CT_X509, 3072, True),
     (cert_pb2.KT_RSA, cert_pb2.CT_X509, 4096, True),
@@ -231,17 +297,21 @@ CAN_GENERATE = [  # (key_type, certificate_type, key_size, can_generate); 0 mean
     (cert_pb2.KT_UNKNOWN, cert_pb2.CT_UNKNOWN, 2048, True),
     (cert_pb2.KT_UNKNOWN, cert_pb2.CT_X509, 0, True),
     (cert_pb2.KT_RSA, cert_pb2.CT_UNKNOWN, 1024, True),
-    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 1000, False),
-    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 2047, False),
+    (cert_pb2.KT_UNKNOWN, cert_pb2.CT_UNKNOWN, 4096, True),
+    (cert_pb2.KT_RSA, cert_pb2.CT_X509, 4097, False),
     (cert_pb2.KT_RSA, cert_pb2.CT_X509, 8192, False),
+    (cert_pb2.KT_UNKNOWN, cert_pb2.CT_UNKNOWN, 4097, False),
     (2, cert_pb2.CT_X509, 2048, False),
     (cert_pb2.KT_RSA, 2, 2048, False),
 ]
 
 
-async def test_can_generate_csr(operator: Operator) -> None:
+async def can_generate_table(
+    operator: Operator, table: Sequence[tuple[int, int, int, bool]]
+) -> list[tuple[int, int, int, bool]]:
+    """The rows whose answer differs from the table's."""
     wrong = []
-    for key_type, certificate_type, key_size, expected in CAN_GENERATE:
+    for key_type, certificate_type, key_size, expected in table:
         reply = await operator.stub.CanGenerateCSR(
             cert_pb2.CanGenerateCSRRequest(
                 key_type=key_type,  # type: ignore[arg-type]
@@ -252,7 +322,11 @@ async def test_can_generate_csr(operator: Operator) -> None:
         )
         if reply.can_generate is not expected:
             wrong.append((key_type, certificate_type, key_size, reply.can_generate))
-    assert wrong == []
+    return wrong
+
+
+async def test_can_generate_csr(operator: Operator) -> None:
+    assert await can_generate_table(operator, CAN_GENERATE) == []
 
 
 async def test_csr_contents(operator: Operator) -> None:
@@ -287,7 +361,7 @@ async def test_csr_contents(operator: Operator) -> None:
     assert sans.get_values_for_type(x509.RFC822Name) == ["ops@example.net"]
     key = csr.public_key()
     assert isinstance(key, rsa.RSAPublicKey)
-    assert key.key_size == 1024
+    assert key.key_size == 2048  # min_key_size 1024 asked; the default size is the floor
 
 
 async def test_csr_common_name_that_is_an_address_is_no_dns_name(operator: Operator) -> None:
@@ -300,17 +374,62 @@ async def test_csr_common_name_that_is_an_address_is_no_dns_name(operator: Opera
         csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
 
 
-async def test_csr_key_size_is_the_smallest_supported_at_least_the_minimum(
-    operator: Operator,
-) -> None:
+async def csr_key_sizes(operator: Operator, minimums: tuple[int, ...]) -> dict[str, int]:
+    """The key size the target makes for each min_key_size, by the unary GenerateCSR and by
+    generate_csr on an Install stream (keyed "unary:N" and "stream:N")."""
     sizes = {}
-    for min_key_size in (0, 1000, 1024, 1025, 2049):
+    for min_key_size in minimums:
         request = gen("sized", params(bits=min_key_size))
         reply = await operator.stub.GenerateCSR(request, metadata=operator.metadata)
-        key = x509.load_pem_x509_csr(reply.csr.csr).public_key()
-        assert isinstance(key, rsa.RSAPublicKey)
-        sizes[min_key_size] = key.key_size
-    assert sizes == {0: 2048, 1000: 1024, 1024: 1024, 1025: 2048, 2049: 3072}
+        sizes[f"unary:{min_key_size}"] = csr_key_size(reply.csr.csr)
+        call = operator.stub.Install(metadata=operator.metadata)
+        await call.write(ins(request))
+        answer = await call.read()
+        sizes[f"stream:{min_key_size}"] = csr_key_size(answer.generated_csr.csr.csr)
+        call.cancel()
+    await wait_for(lambda: not operator.store.is_locked("sized"), what="the streams ended")
+    return sizes
+
+
+def csr_key_size(csr_pem: bytes) -> int:
+    key = x509.load_pem_x509_csr(csr_pem).public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    return key.key_size
+
+
+async def test_csr_key_is_the_smallest_configured_at_least_the_minimum_and_the_default(
+    operator: Operator,
+) -> None:
+    """gnoic and gnxi ask min_key_size 1024 by default: that must not make a 1024-bit key."""
+    sizes = await csr_key_sizes(operator, (0, 1000, 1024, 1025, 2049, 3072))
+    expected = {0: 2048, 1000: 2048, 1024: 2048, 1025: 2048, 2049: 3072, 3072: 3072}
+    assert sizes == {f"{how}:{k}": v for k, v in expected.items() for how in ("unary", "stream")}
+
+
+async def test_min_key_size_above_the_largest_is_unimplemented(operator: Operator) -> None:
+    code = (grpc.StatusCode.UNIMPLEMENTED, "UNSUPPORTED_KEY")
+    request = gen("too-big", params(bits=4097))
+    await expect(operator.stub.GenerateCSR(request, metadata=operator.metadata), *code)
+    call = operator.stub.Install(metadata=operator.metadata)
+    await call.write(ins(request))
+    await expect(call.read(), *code)
+    assert "too-big" not in await operator.listing()
+
+
+async def test_a_configured_default_key_size_is_the_floor(launcher: Launcher) -> None:
+    operator = await launcher.provision(
+        grpc_lines=["key_sizes = [1024, 2048, 3072]", "default_key_size = 3072"]
+    )
+    sizes = await csr_key_sizes(operator, (0, 1024, 2048))
+    assert set(sizes.values()) == {3072}
+    rsa_x509 = (cert_pb2.KT_RSA, cert_pb2.CT_X509)
+    table = [(*rsa_x509, 1024, True), (*rsa_x509, 3072, True), (*rsa_x509, 3073, False)]
+    assert await can_generate_table(operator, table) == []
+    await expect(
+        operator.stub.GenerateCSR(gen("big", bits=4096), metadata=operator.metadata),
+        grpc.StatusCode.UNIMPLEMENTED,
+        "UNSUPPORTED_KEY",
+    )
 
 
 async def test_every_generate_csr_in_a_stream_makes_a_fresh_key(operator: Operator) -> None:

@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tomlkit
 import tomlkit.exceptions
@@ -35,6 +35,8 @@ DEFAULT_MAX_MESSAGE_MIB = 64
 DEFAULT_FINALIZE_TIMEOUT_S = 300.0
 DEFAULT_PENDING_KEY_LIFETIME_S = 3600.0
 DEFAULT_KEY_SIZES: tuple[int, ...] = (1024, 2048, 3072, 4096)
+# The least key the target generates whatever min_key_size asks (docs/behaviour.md §5).
+DEFAULT_KEY_SIZE = 2048
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
 DEFAULT_AUTH_FAILURE_LIMIT = 5
 DEFAULT_AUTH_FAILURE_WINDOW_S = 60.0
@@ -46,10 +48,19 @@ CA_BUNDLE_AUTHORITY = "gnoi-ca-bundle"
 _USER_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 _STRING_SOURCE = "<string>"
+_T = TypeVar("_T")
 
 
 class ConfigError(ValueError):
-    """The configuration file cannot be used; the message names the file and the key path."""
+    """The configuration file cannot be used; the message names the file and the key path.
+
+    problems holds one line per fault, so an operator fixes them all in one pass; the message is
+    those lines joined.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 class Role(enum.StrEnum):
@@ -103,6 +114,7 @@ class GrpcConfig:
     finalize_timeout_s: float = DEFAULT_FINALIZE_TIMEOUT_S
     pending_key_lifetime_s: float = DEFAULT_PENDING_KEY_LIFETIME_S
     key_sizes: tuple[int, ...] = DEFAULT_KEY_SIZES
+    default_key_size: int = DEFAULT_KEY_SIZE
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     mutual_authentication: MutualAuthentication | None = None
 
@@ -115,6 +127,14 @@ class GrpcConfig:
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mib * 1024 * 1024
+
+    def rsa_key_size(self, min_key_size: int) -> int:
+        """The size of the key GenerateCSR makes for min_key_size (docs/behaviour.md §5).
+
+        A client's small minimum never downgrades the key below default_key_size. Raises
+        UnsupportedKey when min_key_size is above every configured size.
+        """
+        return crypto.choose_rsa_key_size(min_key_size, self.key_sizes, self.default_key_size)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,16 +192,28 @@ class _Parser:
     def __init__(self, label: str, base: Path) -> None:
         self._label = label
         self._base = base
+        self._problems: list[str] = []
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self._label}: {key}: {problem}")
+
+    def note(self, key: str, problem: str) -> None:
+        self._problems.extend(self.error(key, problem).problems)
+
+    def attempt(self, parse: Callable[[], _T], fallback: _T) -> _T:
+        """parse(), or note its error and go on with fallback: every fault is reported at once."""
+        try:
+            return parse()
+        except ConfigError as exc:
+            self._problems.extend(exc.problems)
+            return fallback
 
     def check_keys(self, table: Mapping[str, Any], prefix: str, known: tuple[str, ...]) -> None:
         for key in table:
             if key not in known:
                 hint = difflib.get_close_matches(key, known, n=1)
                 did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
-                raise self.error(
+                self.note(
                     f"{prefix}{key}",
                     f"unknown key{did_you_mean} (known keys here: {', '.join(known)})",
                 )
@@ -246,61 +278,112 @@ class _Parser:
     # ---------------------------------------------------------------------------------------
 
     def config(self, doc: Mapping[str, Any], source: Path | None) -> Config:
+        """The whole file, or one ConfigError that lists every fault found (each names its key)."""
         self.check_keys(doc, "", _TOP_KEYS)
+        a = self.attempt
+        config = Config(
+            source=source,
+            state_dir=a(lambda: self.state_dir(doc), Path()),
+            grpc=a(lambda: self.grpc(self.table(doc, "grpc", "grpc")), GrpcConfig()),
+            users=a(lambda: self.users(doc.get("users", [])), ()),
+            audit_log=a(lambda: self.path(doc, "audit_log", "audit_log"), None),
+            key_secret_file=a(lambda: self.path(doc, "key_secret_file", "key_secret_file"), None),
+            auth_failure_limit=a(
+                lambda: self.integer(
+                    doc,
+                    "auth_failure_limit",
+                    "auth_failure_limit",
+                    DEFAULT_AUTH_FAILURE_LIMIT,
+                    1,
+                    None,
+                ),
+                DEFAULT_AUTH_FAILURE_LIMIT,
+            ),
+            auth_failure_window_s=a(
+                lambda: self.seconds(
+                    doc,
+                    "auth_failure_window_s",
+                    "auth_failure_window_s",
+                    DEFAULT_AUTH_FAILURE_WINDOW_S,
+                ),
+                DEFAULT_AUTH_FAILURE_WINDOW_S,
+            ),
+        )
+        if self._problems:
+            raise ConfigError(*self._problems)
+        return config
+
+    def state_dir(self, doc: Mapping[str, Any]) -> Path:
         state_dir = self.path(doc, "state_dir", "state_dir")
         if state_dir is None:
             raise self.error("state_dir", "required (the directory of the PKI store)")
-        return Config(
-            source=source,
-            state_dir=state_dir,
-            grpc=self.grpc(self.table(doc, "grpc", "grpc")),
-            users=self.users(doc.get("users", [])),
-            audit_log=self.path(doc, "audit_log", "audit_log"),
-            key_secret_file=self.path(doc, "key_secret_file", "key_secret_file"),
-            auth_failure_limit=self.integer(
-                doc, "auth_failure_limit", "auth_failure_limit", DEFAULT_AUTH_FAILURE_LIMIT, 1, None
-            ),
-            auth_failure_window_s=self.seconds(
-                doc, "auth_failure_window_s", "auth_failure_window_s", DEFAULT_AUTH_FAILURE_WINDOW_S
-            ),
-        )
+        # A missing directory is made at start; anything else in its place is a mistake.
+        if state_dir.exists() and not state_dir.is_dir():
+            raise self.error("state_dir", f"{str(state_dir)!r} exists and is not a directory")
+        return state_dir
 
     def grpc(self, t: Mapping[str, Any]) -> GrpcConfig:
         self.check_keys(t, "grpc.", _GRPC_KEYS)
-        host, port = self.listen(self.string(t, "listen", "grpc.listen") or DEFAULT_LISTEN)
+        a = self.attempt
+        fallback = GrpcConfig()
+        host, port = a(
+            lambda: self.listen(self.string(t, "listen", "grpc.listen") or DEFAULT_LISTEN),
+            (fallback.listen_host, fallback.listen_port),
+        )
         mutual = t.get("mutual_authentication")
+        key_sizes = a(lambda: self.key_sizes(t), None)
         return GrpcConfig(
             listen_host=host,
             listen_port=port,
-            local_certificate=self.local_certificate(t),
-            hot_reloading=self.boolean(t, "hot_reloading", "grpc.hot_reloading", True),
-            max_message_mib=self.integer(
-                t,
-                "max_message_mib",
-                "grpc.max_message_mib",
+            local_certificate=a(lambda: self.local_certificate(t), None),
+            hot_reloading=a(
+                lambda: self.boolean(t, "hot_reloading", "grpc.hot_reloading", True), True
+            ),
+            max_message_mib=a(
+                lambda: self.integer(
+                    t,
+                    "max_message_mib",
+                    "grpc.max_message_mib",
+                    DEFAULT_MAX_MESSAGE_MIB,
+                    1,
+                    MAX_MESSAGE_MIB_LIMIT,
+                ),
                 DEFAULT_MAX_MESSAGE_MIB,
-                1,
-                MAX_MESSAGE_MIB_LIMIT,
             ),
-            finalize_timeout_s=self.seconds(
-                t, "finalize_timeout_s", "grpc.finalize_timeout_s", DEFAULT_FINALIZE_TIMEOUT_S
+            finalize_timeout_s=a(
+                lambda: self.seconds(
+                    t, "finalize_timeout_s", "grpc.finalize_timeout_s", DEFAULT_FINALIZE_TIMEOUT_S
+                ),
+                DEFAULT_FINALIZE_TIMEOUT_S,
             ),
-            pending_key_lifetime_s=self.seconds(
-                t,
-                "pending_key_lifetime_s",
-                "grpc.pending_key_lifetime_s",
+            pending_key_lifetime_s=a(
+                lambda: self.seconds(
+                    t,
+                    "pending_key_lifetime_s",
+                    "grpc.pending_key_lifetime_s",
+                    DEFAULT_PENDING_KEY_LIFETIME_S,
+                ),
                 DEFAULT_PENDING_KEY_LIFETIME_S,
             ),
-            key_sizes=self.key_sizes(t),
-            # 0 is meaningful here: stop at once, cancelling in-flight RPCs.
-            shutdown_grace_s=self.seconds(
-                t,
-                "shutdown_grace_s",
-                "grpc.shutdown_grace_s",
-                DEFAULT_SHUTDOWN_GRACE_S,
-                allow_zero=True,
+            key_sizes=key_sizes or DEFAULT_KEY_SIZES,
+            # Checked against key_sizes only when those are valid (one fault, one message).
+            default_key_size=(
+                DEFAULT_KEY_SIZE
+                if key_sizes is None
+                else a(lambda: self.default_key_size(t, key_sizes), DEFAULT_KEY_SIZE)
             ),
-            mutual_authentication=None if mutual is None else self.mutual(mutual),
+            # 0 is meaningful here: stop at once, cancelling in-flight RPCs.
+            shutdown_grace_s=a(
+                lambda: self.seconds(
+                    t,
+                    "shutdown_grace_s",
+                    "grpc.shutdown_grace_s",
+                    DEFAULT_SHUTDOWN_GRACE_S,
+                    allow_zero=True,
+                ),
+                DEFAULT_SHUTDOWN_GRACE_S,
+            ),
+            mutual_authentication=None if mutual is None else a(lambda: self.mutual(mutual), None),
         )
 
     def listen(self, value: str) -> tuple[str, int]:
@@ -350,6 +433,21 @@ class _Parser:
                 raise self.error("grpc.key_sizes", problem)
         return tuple(sorted(set(value)))
 
+    def default_key_size(self, t: Mapping[str, Any], key_sizes: tuple[int, ...]) -> int:
+        """Unset: 2048 if configured, else the nearest configured size above it, else the
+        largest (an operator who lists only 1024 wants 1024-bit keys)."""
+        value = t.get("default_key_size")
+        if value is None:
+            larger = [size for size in key_sizes if size >= DEFAULT_KEY_SIZE]
+            return larger[0] if larger else key_sizes[-1]
+        if type(value) is not int or value not in key_sizes:
+            listed = ", ".join(map(str, key_sizes))
+            raise self.error(
+                "grpc.default_key_size",
+                f"must be one of the configured grpc.key_sizes ({listed}), got {value!r}",
+            )
+        return value
+
     def mutual(self, t: object) -> MutualAuthentication:
         prefix = "grpc.mutual_authentication"
         if not isinstance(t, dict):
@@ -364,7 +462,8 @@ class _Parser:
                 "or the path of a PEM file of CA certificates",
             )
         if ca != CA_BUNDLE_AUTHORITY:
-            ca = str(self.ca_file(ca, ca_key))
+            named = ca
+            ca = self.attempt(lambda: str(self.ca_file(named, ca_key)), named)
         level_key = f"{prefix}.client_certificate_request"
         level = self.string(t, "client_certificate_request", level_key)
         return MutualAuthentication(
@@ -413,9 +512,14 @@ class _Parser:
         users: list[User] = []
         seen: set[str] = set()
         for index, entry in enumerate(value):
-            user = self.user(entry, f"users[{index}]")
+            try:
+                user = self.user(entry, f"users[{index}]")
+            except ConfigError as exc:
+                self._problems.extend(exc.problems)
+                continue
             if user.name in seen:
-                raise self.error(f"users[{index}].name", f"duplicate user name {user.name!r}")
+                self.note(f"users[{index}].name", f"duplicate user name {user.name!r}")
+                continue
             seen.add(user.name)
             users.append(user)
         return tuple(users)
@@ -468,6 +572,7 @@ _GRPC_KEYS = (
     "finalize_timeout_s",
     "pending_key_lifetime_s",
     "key_sizes",
+    "default_key_size",
     "shutdown_grace_s",
     "mutual_authentication",
 )

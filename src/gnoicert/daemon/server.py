@@ -89,6 +89,18 @@ def read_external_ca(config: Config) -> bytes:
     return data
 
 
+def check_referenced_files(config: Config) -> None:
+    """The files the configuration names, every fault at once (`config check`)."""
+    problems: list[str] = []
+    for read in (read_external_ca, read_key_secret):
+        try:
+            read(config)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(*problems)
+
+
 def ensure_factory_certificate(store: Store, config: Config) -> None:
     """First start: a self-signed certificate so the factory state still encrypts."""
     if store.factory_credentials() is not None:
@@ -447,7 +459,8 @@ async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -
         config = load_config(config_path)
         daemon = Daemon(config, insecure=insecure)
     except ConfigError as exc:
-        log.error("%s", exc)
+        for problem in exc.problems:
+            log.error("%s", problem)
         return 2
     except (PkiError, OSError) as exc:  # state directory in use or unreadable, audit log
         log.error("cannot start: %s", exc)
@@ -539,8 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "config":
             config = load_config(args.file)
-            read_external_ca(config)
-            read_key_secret(config)
+            check_referenced_files(config)
             print(f"{args.file}: OK ({len(config.users)} users, listen {config.grpc.listen})")
             return 0
         if args.command == "passwd":
@@ -554,7 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "factory-reset":
             return _factory_reset(args.config, assume_yes=args.yes)
     except ConfigError as exc:
-        print(f"gnoicertd: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"gnoicertd: {problem}", file=sys.stderr)
         return 2
     except PkiError as exc:  # the store is in use by a running daemon, or unreadable
         print(f"gnoicertd: {exc}", file=sys.stderr)

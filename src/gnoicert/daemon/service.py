@@ -220,13 +220,11 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     ) -> cert_pb2.GenerateCSRResponse:
         async def run(caller: Caller) -> cert_pb2.GenerateCSRResponse:
             cert_id = _required_id(request.certificate_id, "GenerateCSRRequest")
-            check_csr_params(request.csr_params, self._runtime.grpc.key_sizes)
+            check_csr_params(request.csr_params, self._runtime.grpc)
             store = self._runtime.store
             if store.is_locked(cert_id):
                 raise pki.ResourceBusy(_busy(cert_id))
-            key, csr_pem = await generate_key_and_csr(
-                request.csr_params, self._runtime.grpc.key_sizes
-            )
+            key, csr_pem = await generate_key_and_csr(request.csr_params, self._runtime.grpc)
             expires = time.time_ns() + int(self._runtime.grpc.pending_key_lifetime_s * 1e9)
             await asyncio.to_thread(
                 store.put_pending_key, cert_id, crypto.private_key_to_pem(key), expires_ns=expires
@@ -258,11 +256,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     csr_key = crypto.load_private_key(pending, trusted=True)  # made here
                     tx.consume_pending_key(cert_id)
                 view = store.view()
+                # New ID: an install; existing ID: an atomic replacement, with either kind of
+                # key (docs/behaviour.md §4), validated like a Rotate's load.
                 old = view.entities.get(cert_id)
-                if csr_key is None:
-                    # docs/behaviour.md §2: a unary load with a client key is an install; only
-                    # the GenerateCSR path replaces an existing ID (§4).
-                    check_exists(view, cert_id, Kind.INSTALL)
                 prepared = await asyncio.to_thread(
                     prepare_load,
                     request,
@@ -369,15 +365,13 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 key_type=request.key_type,
                 min_key_size=request.key_size,
             )
-            sizes = self._runtime.grpc.key_sizes
+            # Exactly when GenerateCSR would accept: key_size is a minimum, so anything from 0
+            # to the largest configured size is met (docs/behaviour.md §4).
             try:
-                size = check_csr_params(params, sizes)
+                check_csr_params(params, self._runtime.grpc)
             except pki.UnsupportedKey:
                 return cert_pb2.CanGenerateCSRResponse(can_generate=False)
-            # "Exactly when GenerateCSR would accept": a size that is not itself supported
-            # would be rounded up there, so it is not something the target generates.
-            exact = request.key_size == 0 or size == request.key_size
-            return cert_pb2.CanGenerateCSRResponse(can_generate=exact)
+            return cert_pb2.CanGenerateCSRResponse(can_generate=True)
 
         return await self._guarded(context, CAN_GENERATE_CSR, run)
 

@@ -83,7 +83,7 @@ class _Step(enum.Enum):
 # -- shared by the streams and the unary RPCs -------------------------------------------------
 
 
-def check_csr_params(params: cert_pb2.CSRParams, key_sizes: Sequence[int]) -> int:
+def check_csr_params(params: cert_pb2.CSRParams, grpc: GrpcConfig) -> int:
     """The RSA key size for these parameters, or UnsupportedKey (docs/behaviour.md §s 4 and 5)."""
     if params.type not in _X509_TYPES:
         raise pki.UnsupportedKey(f"certificate type {params.type} is not supported; use CT_X509")
@@ -92,7 +92,7 @@ def check_csr_params(params: cert_pb2.CSRParams, key_sizes: Sequence[int]) -> in
             f"key type {params.key_type} is not supported; the target generates KT_RSA keys "
             "(send your own key pair for other key types)"
         )
-    return crypto.choose_rsa_key_size(params.min_key_size, key_sizes)
+    return grpc.rsa_key_size(params.min_key_size)
 
 
 def subject_of(params: cert_pb2.CSRParams) -> crypto.CsrSubject:
@@ -109,10 +109,10 @@ def subject_of(params: cert_pb2.CSRParams) -> crypto.CsrSubject:
 
 
 async def generate_key_and_csr(
-    params: cert_pb2.CSRParams, key_sizes: Sequence[int]
+    params: cert_pb2.CSRParams, grpc: GrpcConfig
 ) -> tuple[crypto.PrivateKey, bytes]:
     """A fresh key (never reused) and its PEM CSR; key generation runs off the event loop."""
-    size = check_csr_params(params, key_sizes)
+    size = check_csr_params(params, grpc)
     subject = subject_of(params)
     key = await asyncio.to_thread(crypto.generate_rsa_key, size)
     return key, crypto.build_csr(key, subject)
@@ -342,9 +342,7 @@ class StreamTransaction:
             )
         if request.certificate_id:
             self._claim(request.certificate_id)
-        self._csr_key, csr_pem = await generate_key_and_csr(
-            request.csr_params, self._runtime.grpc.key_sizes
-        )
+        self._csr_key, csr_pem = await generate_key_and_csr(request.csr_params, self._runtime.grpc)
         self._step = _Step.CSR_GENERATED
         return csr_response(csr_pem)
 

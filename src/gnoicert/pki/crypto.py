@@ -86,11 +86,15 @@ def validate_certificate_id(cert_id: str) -> str:
 
 
 def choose_rsa_key_size(
-    min_key_size: int, supported: Sequence[int] = SUPPORTED_RSA_KEY_SIZES
+    min_key_size: int,
+    supported: Sequence[int] = SUPPORTED_RSA_KEY_SIZES,
+    default: int = DEFAULT_RSA_KEY_SIZE,
 ) -> int:
-    """Smallest supported size >= min_key_size; 0 means DEFAULT_RSA_KEY_SIZE.
+    """Smallest supported size >= max(min_key_size, default) (docs/behaviour.md §5).
 
-    Raises UnsupportedKey, naming the supported sizes.
+    A small min_key_size (common clients ask 1024) never downgrades the key below default; a
+    default above every supported size means the largest. Raises UnsupportedKey, naming the
+    supported sizes, when min_key_size is above them all.
     """
     sizes = sorted(set(supported))
     if not sizes:
@@ -98,14 +102,12 @@ def choose_rsa_key_size(
     listed = ", ".join(str(size) for size in sizes)
     if min_key_size < 0:
         raise UnsupportedKey(f"invalid RSA key size {min_key_size}; supported sizes: {listed}")
-    if min_key_size == 0:
-        return DEFAULT_RSA_KEY_SIZE if DEFAULT_RSA_KEY_SIZE in sizes else sizes[0]
-    for size in sizes:
-        if size >= min_key_size:
-            return size
-    raise UnsupportedKey(
-        f"RSA keys of at least {min_key_size} bits are not supported; supported sizes: {listed}"
-    )
+    if min_key_size > sizes[-1]:
+        raise UnsupportedKey(
+            f"RSA keys of at least {min_key_size} bits are not supported; supported sizes: {listed}"
+        )
+    floor = max(min_key_size, min(default, sizes[-1]))
+    return next(size for size in sizes if size >= floor)
 
 
 def generate_rsa_key(size: int) -> rsa.RSAPrivateKey:

@@ -90,6 +90,7 @@ class TestDefaults:
         assert g.finalize_timeout_s == cfg.DEFAULT_FINALIZE_TIMEOUT_S == 300.0
         assert g.pending_key_lifetime_s == cfg.DEFAULT_PENDING_KEY_LIFETIME_S == 3600.0
         assert g.key_sizes == cfg.DEFAULT_KEY_SIZES == (1024, 2048, 3072, 4096)
+        assert g.default_key_size == cfg.DEFAULT_KEY_SIZE == 2048
         assert g.shutdown_grace_s == cfg.DEFAULT_SHUTDOWN_GRACE_S == 5.0
         assert g.mutual_authentication is None
 
@@ -160,6 +161,12 @@ VALID: list[tuple[str, Callable[[Config], Any], Any]] = [
     ("[grpc]\npending_key_lifetime_s = 7200", _grpc("pending_key_lifetime_s"), 7200.0),
     ("[grpc]\nkey_sizes = [2048]", _grpc("key_sizes"), (2048,)),
     ("[grpc]\nkey_sizes = [4096, 1024, 4096]", _grpc("key_sizes"), (1024, 4096)),
+    ("[grpc]\ndefault_key_size = 3072", _grpc("default_key_size"), 3072),
+    ("[grpc]\ndefault_key_size = 1024", _grpc("default_key_size"), 1024),
+    ("[grpc]\nkey_sizes = [2048]\ndefault_key_size = 2048", _grpc("default_key_size"), 2048),
+    # Unset: 2048, else the next configured size above it, else the largest configured.
+    ("[grpc]\nkey_sizes = [3072, 4096]", _grpc("default_key_size"), 3072),
+    ("[grpc]\nkey_sizes = [1024]", _grpc("default_key_size"), 1024),
     ("[grpc]\nshutdown_grace_s = 0", _grpc("shutdown_grace_s"), 0.0),
     ("[grpc]\nshutdown_grace_s = 2.5", _grpc("shutdown_grace_s"), 2.5),
     ("auth_failure_limit = 1", lambda c: c.auth_failure_limit, 1),
@@ -318,6 +325,15 @@ INVALID: list[tuple[str, str]] = [
     ("[grpc]\nkey_sizes = 2048", "grpc.key_sizes: must be a non-empty list"),
     ("[grpc]\nkey_sizes = ['2048']", "grpc.key_sizes: must be a non-empty list"),
     ("[grpc]\nkey_sizes = [2048.0]", "grpc.key_sizes: must be a non-empty list"),
+    (
+        "[grpc]\nkey_sizes = [2048, 3072]\ndefault_key_size = 4096",
+        "grpc.default_key_size: must be one of the configured grpc.key_sizes (2048, 3072), "
+        "got 4096",
+    ),
+    ("[grpc]\ndefault_key_size = 1000", "grpc.default_key_size: must be one of the configured"),
+    ("[grpc]\ndefault_key_size = '2048'", "grpc.default_key_size: must be one of the configured"),
+    ("[grpc]\ndefault_key_size = true", "grpc.default_key_size: must be one of the configured"),
+    ("default_key_size = 2048", "default_key_size: unknown key"),
     # mutual authentication
     ("[grpc]\nmutual_authentication = 'yes'", "grpc.mutual_authentication: must be a table"),
     (
@@ -504,6 +520,19 @@ class TestPaths:
     def test_bad_state_dir(self, value: str, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"gnoicertd.toml: state_dir: must be"):
             load_config(write(tmp_path, f"state_dir = {value}\n"))
+
+    def test_state_dir_that_is_a_file(self, tmp_path: Path) -> None:
+        (tmp_path / "state").write_text("not a directory")
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, 'state_dir = "state"\n'))
+        assert info.value.problems == (
+            f"{tmp_path / 'gnoicertd.toml'}: state_dir: "
+            f"{str(tmp_path / 'state')!r} exists and is not a directory",
+        )
+
+    def test_missing_state_dir_is_fine(self, tmp_path: Path) -> None:
+        """The daemon makes it at start."""
+        assert load_config(write(tmp_path, 'state_dir = "new"\n')).state_dir == tmp_path / "new"
 
     def test_nul_in_path(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"state_dir: must be a non-empty path"):
@@ -736,3 +765,61 @@ certificate_authority = "gnoi-ca-bundle"
         set_user_password(path, "ops", pw_hash)
         assert path.read_bytes().startswith(b'# c\r\nstate_dir = "s"\r\n')
         assert load_config(path).user("ops") is not None
+
+
+class TestEveryFaultAtOnce:
+    """An operator fixes the whole file in one pass: each fault is a line naming its key."""
+
+    def test_faults_in_every_section_are_all_reported(self, tmp_path: Path) -> None:
+        (tmp_path / "state").write_text("")
+        text = """
+state_dir = "state"
+auth_failure_limit = 0
+colour = "blue"
+[grpc]
+listen = "nowhere"
+max_message_mib = 1000
+key_sizes = [2048]
+default_key_size = 4096
+[grpc.mutual_authentication]
+certificate_authority = "missing.pem"
+[[users]]
+name = "a b"
+[[users]]
+name = "ops"
+password_hash = "x"
+"""
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, text))
+        label = f"{tmp_path / 'gnoicertd.toml'}: "
+        keys = [problem.removeprefix(label).split(":")[0] for problem in info.value.problems]
+        assert sorted(keys) == sorted(
+            [
+                "colour",
+                "state_dir",
+                "auth_failure_limit",
+                "grpc.listen",
+                "grpc.max_message_mib",
+                "grpc.default_key_size",
+                "grpc.mutual_authentication.certificate_authority",
+                "users[0].name",
+                "users[1].password_hash",
+            ]
+        )
+        assert all(problem.startswith(label) for problem in info.value.problems)
+        assert str(info.value) == "\n".join(info.value.problems)
+
+    def test_one_fault_reads_as_before(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError) as info:
+            parse("auth_failure_limit = 0\n", tmp_path)
+        assert len(info.value.problems) == 1
+        assert str(info.value) == info.value.problems[0]
+
+    def test_duplicate_user_and_a_bad_one_both_named(self, tmp_path: Path, pw_hash: str) -> None:
+        entry = f'[[users]]\nname = "ops"\npassword_hash = "{pw_hash}"\n'
+        body = entry + entry + '[[users]]\nname = "x"\npassword_hash = "x"\nrole = "god"\n'
+        with pytest.raises(ConfigError) as info:
+            parse(body, tmp_path)
+        text = str(info.value)
+        assert "users[1].name: duplicate user name 'ops'" in text
+        assert "users[2].password_hash" in text

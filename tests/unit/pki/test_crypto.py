@@ -144,8 +144,8 @@ class TestChooseRsaKeySize:
         ("minimum", "expected"),
         [
             (0, 2048),
-            (1, 1024),
-            (1024, 1024),
+            (1, 2048),
+            (1024, 2048),  # gnoic's and gnxi's default minimum: no downgrade
             (1025, 2048),
             (2048, 2048),
             (3000, 3072),
@@ -155,14 +155,26 @@ class TestChooseRsaKeySize:
     def test_default_sizes(self, minimum: int, expected: int) -> None:
         assert crypto.choose_rsa_key_size(minimum) == expected
 
-    def test_zero_without_2048_takes_the_smallest(self) -> None:
+    def test_zero_without_2048_takes_the_next_larger(self) -> None:
         assert crypto.choose_rsa_key_size(0, (4096, 3072)) == 3072
 
     def test_zero_prefers_2048_when_configured(self) -> None:
         assert crypto.choose_rsa_key_size(0, (4096, 1024, 2048)) == 2048
 
     def test_unsorted_configuration(self) -> None:
-        assert crypto.choose_rsa_key_size(1500, (4096, 1024, 2048)) == 2048
+        assert crypto.choose_rsa_key_size(2500, (4096, 1024, 2048, 3072)) == 3072
+
+    @pytest.mark.parametrize(
+        ("minimum", "default", "expected"),
+        [(1024, 1024, 1024), (1024, 3072, 3072), (0, 3072, 3072), (4096, 3072, 4096)],
+    )
+    def test_configured_default_is_the_floor(
+        self, minimum: int, default: int, expected: int
+    ) -> None:
+        assert crypto.choose_rsa_key_size(minimum, default=default) == expected
+
+    def test_default_above_every_size_means_the_largest(self) -> None:
+        assert crypto.choose_rsa_key_size(1024, (1024,), default=2048) == 1024
 
     def test_above_the_largest_names_the_supported_sizes(self) -> None:
         with pytest.raises(UnsupportedKey, match="1024, 2048, 3072, 4096"):
