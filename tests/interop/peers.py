@@ -94,6 +94,9 @@ class GnxiTarget:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def started_or_exited(self) -> bool:
+        return self.process.poll() is not None or port_open(self.port)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
@@ -120,7 +123,7 @@ def start_gnxi_target(
         target = GnxiTarget(process, port, log)
         try:
             wait_until(
-                lambda: process.poll() is not None or port_open(port),
+                target.started_or_exited,
                 timeout=timeout,
                 what=f"gnoi_target to listen on {target.address}",
             )
