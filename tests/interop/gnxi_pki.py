@@ -1,4 +1,4 @@
-"""gnxi's own test PKI, made with openssl the way its certs/generate.sh makes it.
+"""gnxi's own test PKI, made with openssl the way gnxi's own script makes it.
 
 Its CA is X.509 **v1**: a self-signed `openssl x509 -req` without an extension file, as many lab
 PKIs are (docs/behaviour.md §3: a self-signed v1 or v3 certificate in a bundle is a trust

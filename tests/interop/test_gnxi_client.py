@@ -1,7 +1,7 @@
 """gnxi's reference client (gnoi_cert) against a gnoicertd subprocess.
 
-gnoi_cert signs with gnxi's own test CA, made here with openssl as gnxi's certs/generate.sh
-makes it: an X.509 v1 root (docs/behaviour.md §3: a self-signed v1 root is a trust anchor). The
+gnoi_cert signs with gnxi's own test CA, made here with openssl as gnxi's own script makes
+it: an X.509 v1 root (docs/behaviour.md §3: a self-signed v1 root is a trust anchor). The
 same tests run with a v3 variant of that CA, so the rest of the client's behaviour is covered
 while v1 roots are refused. The target starts in its factory state and is provisioned by
 `gnoi_cert -op provision` (server-only TLS, username and password); every later operation runs
