@@ -33,9 +33,9 @@ from gnoicert.daemon import policy
 from gnoicert.daemon.audit import AuditLog, AuditRecord, unfinished_rotations
 from gnoicert.daemon.auth import Authenticator, hash_password
 from gnoicert.daemon.config import Config, ConfigError, Role, load_config, set_user_password
+from gnoicert.daemon.runtime import Runtime
 from gnoicert.daemon.service import CertificateService, Gate, SystemService
 from gnoicert.daemon.tls import CredentialManager, ServedCredentials
-from gnoicert.daemon.transaction import Runtime
 from gnoicert.pki import crypto
 from gnoicert.pki.errors import PkiError
 from gnoicert.pki.store import Store

@@ -19,11 +19,8 @@ from cryptography import x509
 from gnoicert.daemon import errors, policy
 from gnoicert.daemon.audit import AuditRecord
 from gnoicert.daemon.auth import Authenticator
-from gnoicert.daemon.transaction import (
-    Caller,
+from gnoicert.daemon.load_validation import (
     Kind,
-    Runtime,
-    StreamTransaction,
     check_csr_params,
     check_exists,
     check_lockout,
@@ -33,6 +30,8 @@ from gnoicert.daemon.transaction import (
     prepare_load,
     stage_load,
 )
+from gnoicert.daemon.runtime import Caller, Runtime
+from gnoicert.daemon.transaction import StreamTransaction
 from gnoicert.pki import crypto
 from gnoicert.pki import errors as pki
 from gnoicert.pki.store import StoreView, Transaction

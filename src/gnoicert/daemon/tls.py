@@ -17,7 +17,7 @@ import grpc
 
 from gnoicert.daemon import policy
 from gnoicert.daemon.audit import AuditRecord
-from gnoicert.daemon.transaction import Runtime
+from gnoicert.daemon.runtime import Runtime
 from gnoicert.pki import crypto
 from gnoicert.pki import errors as pki
 from gnoicert.pki.store import StoreView
