@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gnoicert import __version__
-from gnoicert.daemon.audit import AuditLog, AuditRecord
+from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import hash_password
 from gnoicert.daemon.config import ConfigError, Role, load_config, set_user_password
 from gnoicert.daemon.server import Daemon
@@ -160,7 +160,9 @@ def _factory_reset(path: Path, *, assume_yes: bool) -> int:
     finally:
         store.close()
     audit = AuditLog(config.audit_log)
-    audit.record(AuditRecord(event="factory_reset", rpc="", outcome="ok", detail=str(path)))
+    audit.record(
+        AuditRecord(event=Event.FACTORY_RESET, rpc="", outcome=Outcome.OK, detail=str(path))
+    )
     audit.close()
     print(f"{config.state_dir}: factory state restored; a new factory certificate is made at start")
     return 0

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gnoicert.daemon import policy
-from gnoicert.daemon.audit import AuditLog, AuditRecord
+from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
 from gnoicert.daemon.config import Config, ConfigError, load_config
 from gnoicert.daemon.in_flight import InFlight
@@ -207,9 +207,9 @@ class Daemon:
                 # Only a change of mode is a mode switch; a restart for new credentials is not.
                 self.audit.record(
                     AuditRecord(
-                        event="mode_switch" if switching else "credentials",
+                        event=Event.MODE_SWITCH if switching else Event.CREDENTIALS,
                         rpc="",
-                        outcome="ok",
+                        outcome=Outcome.OK,
                         certificate_id=current.source,
                         new_fingerprint=current.fingerprint,
                         detail=f"listener now {wanted}"
@@ -236,7 +236,9 @@ class Daemon:
         except ConfigError as exc:
             log.error("configuration reload refused, keeping the running one: %s", exc)
             self.audit.record(
-                AuditRecord(event="config_reload", rpc="", outcome="refused", detail=str(exc))
+                AuditRecord(
+                    event=Event.CONFIG_RELOAD, rpc="", outcome=Outcome.REFUSED, detail=str(exc)
+                )
             )
             return False
         self.config = new
@@ -248,7 +250,7 @@ class Daemon:
         )
         self.audit.reopen()
         self.credentials.refresh()
-        self.audit.record(AuditRecord(event="config_reload", rpc="", outcome="ok"))
+        self.audit.record(AuditRecord(event=Event.CONFIG_RELOAD, rpc="", outcome=Outcome.OK))
         log.info("configuration reloaded from %s", path)
         await self.reconcile()
         return True

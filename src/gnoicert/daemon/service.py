@@ -17,7 +17,7 @@ import grpc
 from cryptography import x509
 
 from gnoicert.daemon import errors, policy
-from gnoicert.daemon.audit import AuditRecord
+from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
 from gnoicert.daemon.load_validation import (
     Kind,
@@ -100,9 +100,9 @@ class Gate:
         except (errors.Unauthenticated, errors.NotAuthorized) as exc:
             self._runtime.audit.record(
                 AuditRecord(
-                    event="auth_failed",
+                    event=Event.AUTH_FAILED,
                     rpc=rpc,
-                    outcome="refused",
+                    outcome=Outcome.REFUSED,
                     peer=peer,
                     identity=metadata.get("username", "") or (subject or ""),
                     reason=errors.reason_for(exc),
@@ -230,7 +230,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             await asyncio.to_thread(
                 store.put_pending_key, cert_id, crypto.private_key_to_pem(key), expires_ns=expires
             )
-            self._audit(caller, "generate_csr", "ok", cert_id=cert_id, detail="pending key kept")
+            self._audit(
+                caller, Event.GENERATE_CSR, Outcome.OK, cert_id=cert_id, detail="pending key kept"
+            )
             return csr_response(csr_pem)
 
         return await self._guarded(context, GENERATE_CSR, run)
@@ -274,8 +276,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 stage_load(tx, prepared)
                 return lambda: self._audit(
                     caller,
-                    "load",
-                    "committed",
+                    Event.LOAD,
+                    Outcome.COMMITTED,
                     cert_id=cert_id,
                     old=old.fingerprint if old else "",
                     new=prepared.fingerprint,
@@ -310,8 +312,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 tx.replace_bundle(crypto.certificates_to_pem(bundle))
                 return lambda: self._audit(
                     caller,
-                    "bundle_load",
-                    "committed",
+                    Event.BUNDLE_LOAD,
+                    Outcome.COMMITTED,
                     cert_id=crypto.CA_BUNDLE_ID,
                     detail=f"{len(bundle)} CA certificates",
                 )
@@ -393,8 +395,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             for cert_id, old in outcomes:
                 self._audit(
                     caller,
-                    "revoke",
-                    "committed",
+                    Event.REVOKE,
+                    Outcome.COMMITTED,
                     cert_id=cert_id,
                     old=old,
                     detail="removed" if old or cert_id == crypto.CA_BUNDLE_ID else "not present",
@@ -413,8 +415,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     )
                     self._audit(
                         caller,
-                        "revoke",
-                        "refused",
+                        Event.REVOKE,
+                        Outcome.REFUSED,
                         cert_id=cert_id,
                         reason=errors.reason_for(exc),
                         detail=str(exc),
@@ -474,7 +476,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         code, reason = errors.status_for(exc)
         if code is grpc.StatusCode.INTERNAL:
             log.error("%s failed", caller.rpc, exc_info=exc)
-        self._audit(caller, "refused", "refused", reason=reason, detail=errors.message_for(exc))
+        self._audit(
+            caller, Event.REFUSED, Outcome.REFUSED, reason=reason, detail=errors.message_for(exc)
+        )
         await errors.abort_with(context, exc)
 
     async def _commit_change(
@@ -523,8 +527,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     def _audit(
         self,
         caller: Caller,
-        event: str,
-        outcome: str,
+        event: Event,
+        outcome: Outcome,
         *,
         cert_id: str = "",
         old: str = "",

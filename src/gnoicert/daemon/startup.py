@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gnoicert.daemon.audit import AuditLog, AuditRecord, unfinished_rotations
+from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome, unfinished_rotations
 from gnoicert.daemon.config import Config, ConfigError
 from gnoicert.pki import crypto
 from gnoicert.pki.store import Store
@@ -98,9 +98,9 @@ def record_crash_outcomes(store: Store, audit: AuditLog) -> None:
             )
         audit.record(
             AuditRecord(
-                event="commit" if landed else "rollback",
+                event=Event.COMMIT if landed else Event.ROLLBACK,
                 rpc=str(applied.get("rpc") or ""),
-                outcome="committed" if landed else "rolled_back",
+                outcome=Outcome.COMMITTED if landed else Outcome.ROLLED_BACK,
                 peer=str(applied.get("peer") or ""),
                 identity=str(applied.get("identity") or ""),
                 certificate_id=cert_id,

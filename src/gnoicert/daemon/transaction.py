@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from gnoicert.daemon import errors
-from gnoicert.daemon.audit import AuditRecord
+from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.load_validation import (
     Kind,
     check_exists,
@@ -32,6 +32,7 @@ from gnoicert.proto import cert_pb2
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_EVENTS = {Kind.INSTALL: Event.INSTALL, Kind.ROTATE: Event.ROTATE}
 
 
 class _Step(enum.Enum):
@@ -164,7 +165,9 @@ class StreamTransaction:
         # that applies: keep them off the event loop.
         await asyncio.to_thread(self._tx.apply)
         self._start_deadline()
-        self._audit("rotate", "applied", detail="in effect for new handshakes; awaiting finalize")
+        self._audit(
+            Event.ROTATE, Outcome.APPLIED, detail="in effect for new handshakes; awaiting finalize"
+        )
 
     async def finalize(self) -> None:
         if self._kind is not Kind.ROTATE or self._step is not _Step.LOADED:
@@ -187,7 +190,7 @@ class StreamTransaction:
             log.exception("rollback of %s '%s' failed", self._kind, self._cert_id)
         if self._cert_id or previous is not _Step.START:
             reason = errors.reason_for(error) if error is not None else "CANCELLED"
-            self._audit(self._kind.lower(), "rolled_back", reason=reason)
+            self._audit(_EVENTS[self._kind], Outcome.ROLLED_BACK, reason=reason)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -209,17 +212,19 @@ class StreamTransaction:
         self._commit = asyncio.ensure_future(asyncio.to_thread(self._tx.commit))
         await asyncio.shield(self._commit)
         self._committed = True
-        self._audit(self._kind.lower(), "committed")
+        self._audit(_EVENTS[self._kind], Outcome.COMMITTED)
 
     def _after_detached_commit(self, future: asyncio.Future[StoreView]) -> None:
         if future.cancelled() or future.exception() is not None:
-            self._audit(self._kind.lower(), "rolled_back", reason="STORE_FAILURE")
+            self._audit(_EVENTS[self._kind], Outcome.ROLLED_BACK, reason="STORE_FAILURE")
         else:
             self._committed = True
-            self._audit(self._kind.lower(), "committed", detail="committed as the stream ended")
+            self._audit(
+                _EVENTS[self._kind], Outcome.COMMITTED, detail="committed as the stream ended"
+            )
             self._on_late_commit()
 
-    def _audit(self, event: str, outcome: str, *, reason: str = "", detail: str = "") -> None:
+    def _audit(self, event: Event, outcome: Outcome, *, reason: str = "", detail: str = "") -> None:
         self._runtime.audit.record(
             AuditRecord(
                 event=event,
