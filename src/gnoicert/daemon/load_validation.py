@@ -6,6 +6,7 @@ CSR parameters, the key and chain checks, the lockout guard, and staging what pa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,16 +43,9 @@ def check_csr_params(params: cert_pb2.CSRParams, key_sizes: Sequence[int]) -> in
 
 
 def subject_of(params: cert_pb2.CSRParams) -> crypto.CsrSubject:
-    return crypto.CsrSubject(
-        common_name=params.common_name,
-        country=params.country,
-        state=params.state,
-        city=params.city,
-        organization=params.organization,
-        organizational_unit=params.organizational_unit,
-        ip_address=params.ip_address,
-        email_id=params.email_id,
-    )
+    """CsrSubject names its fields as CSRParams does: it is the one list of subject fields."""
+    fields = dataclasses.fields(crypto.CsrSubject)
+    return crypto.CsrSubject(**{field.name: getattr(params, field.name) for field in fields})
 
 
 async def generate_key_and_csr(

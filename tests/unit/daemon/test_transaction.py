@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from gnoicert.daemon import errors
 from gnoicert.daemon.audit import AuditLog, Outcome, read_records
 from gnoicert.daemon.config import GrpcConfig
-from gnoicert.daemon.load_validation import Kind
+from gnoicert.daemon.load_validation import Kind, subject_of
 from gnoicert.daemon.runtime import Caller, Runtime
 from gnoicert.daemon.transaction import StreamTransaction
 from gnoicert.pki import crypto
@@ -335,3 +335,21 @@ def test_install_of_an_existing_id_and_rotate_of_a_missing_one_are_refused(
     assert errors.status_for(rotate) == (grpc.StatusCode.NOT_FOUND, "CERT_ID_NOT_FOUND")
     assert not device.store.is_locked(CERT_ID)
     assert not device.store.is_locked("missing")
+
+
+def test_csr_subject_fields_come_from_csr_params_by_name() -> None:
+    names = [
+        "common_name",
+        "country",
+        "state",
+        "city",
+        "organization",
+        "organizational_unit",
+        "ip_address",
+        "email_id",
+    ]
+    params = cert_pb2.CSRParams()
+    for name in names:
+        setattr(params, name, f"{name}-value")
+    assert subject_of(params) == crypto.CsrSubject(**{name: f"{name}-value" for name in names})
+    assert subject_of(cert_pb2.CSRParams()) == crypto.CsrSubject()
