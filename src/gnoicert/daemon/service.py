@@ -8,6 +8,7 @@ authorization), audits refusals and turns every error into its status in one pla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -144,28 +145,24 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         request_iterator: AsyncIterator[cert_pb2.RotateCertificateRequest],
         context: Context,
     ) -> AsyncIterator[cert_pb2.RotateCertificateResponse]:
-        responses = self._serve_stream(
+        stream = self._serve_stream(
             Kind.ROTATE, request_iterator, context, cert_pb2.RotateCertificateResponse
         )
-        try:
+        async with contextlib.aclosing(stream) as responses:  # closed with the handler, not at GC
             async for response in responses:
                 yield response
-        finally:
-            await responses.aclose()  # a handler closed by gRPC closes the stream at once
 
     async def Install(
         self,
         request_iterator: AsyncIterator[cert_pb2.InstallCertificateRequest],
         context: Context,
     ) -> AsyncIterator[cert_pb2.InstallCertificateResponse]:
-        responses = self._serve_stream(
+        stream = self._serve_stream(
             Kind.INSTALL, request_iterator, context, cert_pb2.InstallCertificateResponse
         )
-        try:
+        async with contextlib.aclosing(stream) as responses:  # closed with the handler, not at GC
             async for response in responses:
                 yield response
-        finally:
-            await responses.aclose()  # a handler closed by gRPC closes the stream at once
 
     async def _serve_stream(
         self,
