@@ -129,7 +129,7 @@ def idle_rss_kib(directory: Path) -> tuple[int, float]:
         [
             sys.executable,
             "-m",
-            "gnoicert.daemon.server",
+            "gnoicert.daemon.main",
             "serve",
             "--config",
             str(config),

@@ -21,7 +21,7 @@ from cryptography import x509
 
 from gnoicert import __version__
 from gnoicert.daemon import config as config_module
-from gnoicert.daemon import server as server_module
+from gnoicert.daemon import main as main_module
 from gnoicert.proto import cert_pb2, system_pb2, system_pb2_grpc
 from tests.support.daemon import (
     Clients,
@@ -448,7 +448,7 @@ def test_systemd_unit_runs_serve_and_reloads_with_sighup() -> None:
     service = unit["Service"]
     start = shlex.split(service["ExecStart"])
     assert Path(start[0]).name == "gnoicertd"
-    args = server_module._parser().parse_args(start[1:])
+    args = main_module._parser().parse_args(start[1:])
     assert args.command == "serve"
     check = shlex.split(service["ExecStartPre"])
     assert check[1:3] == ["config", "check"]

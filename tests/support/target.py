@@ -218,7 +218,7 @@ def spawn_target(
         [
             sys.executable,
             "-m",
-            "gnoicert.daemon.server",
+            "gnoicert.daemon.main",
             "serve",
             "--config",
             str(config_path),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import json
 import logging
 import os
@@ -23,34 +24,47 @@ logger = logging.getLogger("gnoicert.audit")
 
 REDACTED = "[redacted]"
 
-EVENTS = frozenset(
-    {
-        "install",
-        "rotate",
-        "load",
-        "generate_csr",
-        "revoke",
-        "bundle_load",
-        "commit",
-        "rollback",
-        "mode_switch",
-        "refused",
-        "auth_failed",
-        "factory_reset",
-        "config_reload",
-        "credentials",
-    }
-)
-OUTCOMES = frozenset({"ok", "committed", "rolled_back", "refused", "failed"})
+
+class Event(enum.StrEnum):
+    """What a record is about (docs/behaviour.md §8)."""
+
+    INSTALL = "install"
+    ROTATE = "rotate"
+    LOAD = "load"
+    GENERATE_CSR = "generate_csr"
+    REVOKE = "revoke"
+    BUNDLE_LOAD = "bundle_load"
+    COMMIT = "commit"
+    ROLLBACK = "rollback"
+    MODE_SWITCH = "mode_switch"
+    REFUSED = "refused"
+    AUTH_FAILED = "auth_failed"
+    FACTORY_RESET = "factory_reset"
+    CONFIG_RELOAD = "config_reload"
+    CREDENTIALS = "credentials"
+
+
+class Outcome(enum.StrEnum):
+    """How it ended; APPLIED is a Rotate in effect but not yet finalized (docs/behaviour.md §3)."""
+
+    OK = "ok"
+    APPLIED = "applied"
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled_back"
+    REFUSED = "refused"
+    FAILED = "failed"
+
 
 _SENSITIVE_MARKER = "PRIVATE KEY"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditRecord:
-    event: str
+    """One audit line. An event or outcome outside the vocabularies is a programming error."""
+
+    event: Event
     rpc: str
-    outcome: str
+    outcome: Outcome
     peer: str = ""
     identity: str = ""
     certificate_id: str = ""
@@ -59,6 +73,12 @@ class AuditRecord:
     reason: str = ""
     detail: str = ""
     time_ns: int = field(default_factory=time.time_ns)
+
+    def __post_init__(self) -> None:
+        # Raises ValueError for a value outside the vocabulary; a known plain string becomes
+        # its member, so every record carries the enums the writer checks.
+        object.__setattr__(self, "event", Event(self.event))
+        object.__setattr__(self, "outcome", Outcome(self.outcome))
 
 
 def format_time(time_ns: int) -> str:
@@ -132,6 +152,13 @@ class AuditLog:
         return self._path
 
     def record(self, rec: AuditRecord) -> None:
+        """Append rec; TypeError for anything but a record with an Event and an Outcome."""
+        if not (
+            isinstance(rec, AuditRecord)
+            and isinstance(rec.event, Event)
+            and isinstance(rec.outcome, Outcome)
+        ):
+            raise TypeError(f"not an audit record with an Event and an Outcome: {rec!r}")
         entry = record_to_dict(rec)
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
         logger.info("%s", _human(entry))
@@ -243,12 +270,12 @@ def unfinished_rotations(path: Path, *, tail_bytes: int = 16 * 1024 * 1024) -> l
     return [
         entry
         for entry in last.values()
-        if entry.get("event") == "rotate" and entry.get("outcome") == "applied"
+        if entry.get("event") == Event.ROTATE and entry.get("outcome") == Outcome.APPLIED
     ]
 
 
 # Records that end (or, for "applied", open) a Rotate of a certificate ID.
-_ROTATE_OUTCOME_EVENTS = frozenset({"rotate", "rollback", "commit"})
+_ROTATE_OUTCOME_EVENTS = frozenset({Event.ROTATE, Event.ROLLBACK, Event.COMMIT})
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

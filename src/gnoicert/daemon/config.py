@@ -34,7 +34,7 @@ DEFAULT_LISTEN = "127.0.0.1:9339"
 DEFAULT_MAX_MESSAGE_MIB = 64
 DEFAULT_FINALIZE_TIMEOUT_S = 300.0
 DEFAULT_PENDING_KEY_LIFETIME_S = 3600.0
-DEFAULT_KEY_SIZES: tuple[int, ...] = (1024, 2048, 3072, 4096)
+DEFAULT_KEY_SIZES = crypto.SUPPORTED_RSA_KEY_SIZES
 # The least key the target generates whatever min_key_size asks (docs/behaviour.md §5).
 DEFAULT_KEY_SIZE = 2048
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
@@ -43,7 +43,7 @@ DEFAULT_AUTH_FAILURE_WINDOW_S = 60.0
 
 MAX_MESSAGE_MIB_LIMIT = 256
 # The store's CA bundle, as the value of grpc.mutual_authentication.certificate_authority.
-CA_BUNDLE_AUTHORITY = "gnoi-ca-bundle"
+CA_BUNDLE_AUTHORITY = crypto.CA_BUNDLE_ID
 
 _USER_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _PORT_RE = re.compile(r"[0-9]{1,5}")

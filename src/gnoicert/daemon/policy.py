@@ -16,7 +16,6 @@ from gnoicert.pki import crypto
 from gnoicert.pki.chain import chain_verifies
 from gnoicert.pki.store import CertificateEntity, StoreView
 
-STORE_BUNDLE = crypto.CA_BUNDLE_ID
 SERVER_ENDPOINT = "grpc-server"
 
 
@@ -44,7 +43,7 @@ def client_trust(grpc_config: GrpcConfig, bundle_pem: bytes, external_ca_pem: by
         return ClientTrust(uses_store_bundle=True, ca_pem=bundle_pem)
     if stanza.client_certificate_request is ClientCertificateRequest.NO_CERTIFICATE:
         return ClientTrust(uses_store_bundle=False, ca_pem=b"")
-    if stanza.certificate_authority == STORE_BUNDLE:
+    if stanza.uses_ca_bundle:
         return ClientTrust(uses_store_bundle=True, ca_pem=bundle_pem)
     return ClientTrust(uses_store_bundle=False, ca_pem=external_ca_pem)
 

@@ -1,4 +1,4 @@
-"""gnoicertd: the process lifecycle, the gRPC listener, signals, and the command line.
+"""gnoicertd: the process lifecycle and the gRPC listener (the command line is daemon/main.py).
 
 The listener is rebuilt (new grpc.aio.Server, same port) whenever the TLS mode changes, or on
 any credential change with hot reloading off; a stopped server object is never reused
@@ -8,36 +8,30 @@ them has ended with OK.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import getpass
-import inspect
 import ipaddress
 import logging
-import os
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gnoicert import __version__
 from gnoicert.daemon import policy
-from gnoicert.daemon.audit import AuditLog, AuditRecord, unfinished_rotations
-from gnoicert.daemon.auth import Authenticator, hash_password
-from gnoicert.daemon.config import Config, ConfigError, Role, load_config, set_user_password
+from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
+from gnoicert.daemon.auth import Authenticator
+from gnoicert.daemon.config import Config, ConfigError, load_config
+from gnoicert.daemon.in_flight import InFlight
+from gnoicert.daemon.runtime import Runtime
 from gnoicert.daemon.service import CertificateService, Gate, SystemService
+from gnoicert.daemon.startup import (
+    ensure_factory_certificate,
+    read_external_ca,
+    read_key_secret,
+    record_crash_outcomes,
+)
 from gnoicert.daemon.tls import CredentialManager, ServedCredentials
-from gnoicert.daemon.transaction import Runtime
-from gnoicert.pki import crypto
-from gnoicert.pki.errors import PkiError
 from gnoicert.pki.store import Store
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
 
@@ -60,181 +54,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def read_key_secret(config: Config) -> bytes | None:
-    if config.key_secret_file is None:
-        return None
-    try:
-        secret = config.key_secret_file.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"key_secret_file: cannot read {config.key_secret_file}: {exc}") from exc
-    if len(secret) < 16:
-        raise ConfigError(f"key_secret_file: {config.key_secret_file} holds under 16 bytes")
-    return secret
-
-
-def read_external_ca(config: Config) -> bytes:
-    stanza = config.grpc.mutual_authentication
-    if stanza is None or stanza.uses_ca_bundle:
-        return b""
-    path = Path(stanza.certificate_authority)
-    try:
-        data = path.read_bytes()
-        crypto.load_certificates(data)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"grpc.mutual_authentication.certificate_authority: cannot use {path}: {exc}"
-        ) from exc
-    return data
-
-
-def check_referenced_files(config: Config) -> None:
-    """The files the configuration names, every fault at once (`config check`)."""
-    problems: list[str] = []
-    for read in (read_external_ca, read_key_secret):
-        try:
-            read(config)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(*problems)
-
-
-def ensure_factory_certificate(store: Store, config: Config) -> None:
-    """First start: a self-signed certificate so the factory state still encrypts."""
-    if store.factory_credentials() is not None:
-        return
-    key = ec.generate_private_key(ec.SECP256R1())
-    hostname = socket.gethostname()
-    ips = {"127.0.0.1", "::1"}
-    names = {"localhost", hostname}
-    host = config.grpc.listen_host
-    try:
-        ipaddress.ip_address(host)
-        ips.add(host)
-    except ValueError:
-        names.add(host)
-    cert = crypto.make_self_signed_certificate(
-        key,
-        common_name=f"gnoicertd factory certificate ({hostname})",
-        dns_names=sorted(names),
-        ip_addresses=sorted(ips),
-    )
-    store.save_factory_credentials(
-        crypto.certificates_to_pem([cert]), crypto.private_key_to_pem(key)
-    )
-    log.info("made the factory certificate (SHA-256 %s)", crypto.fingerprint(cert))
-
-
-def record_crash_outcomes(store: Store, audit: AuditLog) -> None:
-    """Close, in the audit log, the Rotates a crash interrupted between load and Finalize.
-
-    The store already dropped their uncommitted change (applied changes live in memory only),
-    but the log's last word on them is "applied". Where the committed certificate is the new
-    one, the crash came after the commit and only its record was lost.
-    """
-    if audit.path is None:
-        return
-    committed = store.committed_view().entities
-    for applied in unfinished_rotations(audit.path):
-        cert_id = str(applied["certificate_id"])
-        entity = committed.get(cert_id)
-        new_fingerprint = str(applied.get("new_fingerprint") or "")
-        landed = (
-            entity is not None and bool(new_fingerprint) and (entity.fingerprint == new_fingerprint)
-        )
-        if landed:
-            log.warning("the Rotate of '%s' committed just before a crash", cert_id)
-        else:
-            log.warning(
-                "the Rotate of '%s' was not finalized when the daemon stopped; rolled back",
-                cert_id,
-            )
-        audit.record(
-            AuditRecord(
-                event="commit" if landed else "rollback",
-                rpc=str(applied.get("rpc") or ""),
-                outcome="committed" if landed else "rolled_back",
-                peer=str(applied.get("peer") or ""),
-                identity=str(applied.get("identity") or ""),
-                certificate_id=cert_id,
-                old_fingerprint=str(applied.get("old_fingerprint") or ""),
-                new_fingerprint=new_fingerprint,
-                reason="" if landed else "CRASH",
-                detail=(
-                    "found committed at restart after a crash"
-                    if landed
-                    else "rolled back at restart after a crash"
-                ),
-            )
-        )
-
-
-class _InFlight(grpc.aio.ServerInterceptor):
-    """Counts running RPC handlers, so that stop() returns only after the handlers cancelled at
-    the end of the grace period have run their rollbacks and written their audit records (and
-    before the store and the audit log are closed under them)."""
-
-    def __init__(self) -> None:
-        self._running = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        return handler._replace(**{kind: self._track(getattr(handler, kind)) for kind in kinds})
-
-    async def wait_idle(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    def _enter(self) -> None:
-        self._running += 1
-        self._idle.clear()
-
-    def _leave(self) -> None:
-        self._running -= 1
-        if not self._running:
-            self._idle.set()
-
-    def _track(self, behavior: Any) -> Any:
-        if inspect.isasyncgenfunction(behavior):
-
-            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                self._enter()
-                replies = behavior(request, context)
-                try:
-                    async for reply in replies:
-                        yield reply
-                finally:
-                    try:
-                        await replies.aclose()  # its own finally runs now, not at GC
-                    finally:
-                        self._leave()
-
-            return stream
-        if inspect.iscoroutinefunction(behavior):
-
-            async def call(request: Any, context: Any) -> Any:
-                self._enter()
-                try:
-                    return await behavior(request, context)
-                finally:
-                    self._leave()
-
-            return call
-        return behavior  # None (not this kind), or not async: not ours to count
 
 
 class Daemon:
@@ -272,7 +91,7 @@ class Daemon:
         self._reconcile_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health = health.aio.HealthServicer()
-        self._in_flight = _InFlight()
+        self._in_flight = InFlight()
         gate = Gate(self.runtime, self.authenticator, lambda: self._listener_mode)
         self._cert_service = CertificateService(
             self.runtime, gate, on_change=self.schedule_reconcile
@@ -388,9 +207,9 @@ class Daemon:
                 # Only a change of mode is a mode switch; a restart for new credentials is not.
                 self.audit.record(
                     AuditRecord(
-                        event="mode_switch" if switching else "credentials",
+                        event=Event.MODE_SWITCH if switching else Event.CREDENTIALS,
                         rpc="",
-                        outcome="ok",
+                        outcome=Outcome.OK,
                         certificate_id=current.source,
                         new_fingerprint=current.fingerprint,
                         detail=f"listener now {wanted}"
@@ -417,7 +236,9 @@ class Daemon:
         except ConfigError as exc:
             log.error("configuration reload refused, keeping the running one: %s", exc)
             self.audit.record(
-                AuditRecord(event="config_reload", rpc="", outcome="refused", detail=str(exc))
+                AuditRecord(
+                    event=Event.CONFIG_RELOAD, rpc="", outcome=Outcome.REFUSED, detail=str(exc)
+                )
             )
             return False
         self.config = new
@@ -429,7 +250,7 @@ class Daemon:
         )
         self.audit.reopen()
         self.credentials.refresh()
-        self.audit.record(AuditRecord(event="config_reload", rpc="", outcome="ok"))
+        self.audit.record(AuditRecord(event=Event.CONFIG_RELOAD, rpc="", outcome=Outcome.OK))
         log.info("configuration reloaded from %s", path)
         await self.reconcile()
         return True
@@ -452,149 +273,3 @@ class Daemon:
         self.credentials.close()
         self.store.close()
         self.audit.close()
-
-
-async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -> int:
-    try:
-        config = load_config(config_path)
-        daemon = Daemon(config, insecure=insecure)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            log.error("%s", problem)
-        return 2
-    except (PkiError, OSError) as exc:  # state directory in use or unreadable, audit log
-        log.error("cannot start: %s", exc)
-        return 1
-    try:
-        port = await daemon.start()
-    except OSError as exc:  # the port is in use
-        log.error("cannot start: %s", exc)
-        await daemon.stop(grace=0)
-        return 1
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
-    loop.add_signal_handler(signal.SIGINT, stop_requested.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.spawn(daemon.reload(config_path)))
-    if ready_file is not None:
-        tmp = ready_file.with_name(ready_file.name + ".tmp")
-        tmp.write_text(f"{config.grpc.listen_host}:{port}\n")
-        os.replace(tmp, ready_file)
-    log.info("gnoicertd %s ready on port %d", __version__, port)
-    await stop_requested.wait()
-    log.info("stopping: draining for up to %g s", daemon.config.grpc.shutdown_grace_s)
-    await daemon.stop()
-    log.info("stopped")
-    return 0
-
-
-# -- command line -----------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gnoicertd",
-        description="gNOI CertificateManagement target daemon.",
-    )
-    parser.add_argument("--version", action="version", version=f"gnoicertd {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("serve", help="run the daemon")
-    p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
-    p.add_argument("--ready-file", type=Path, help="write host:port here once serving")
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="plaintext without authentication, loopback only (tests and labs)",
-    )
-
-    p = sub.add_parser("config", help="configuration tools")
-    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_sub.add_parser("check", help="validate a configuration file without starting")
-    check.add_argument("file", type=Path)
-
-    p = sub.add_parser("passwd", help="set a user's password hash in the configuration file")
-    p.add_argument("user")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--role", choices=[r.value for r in Role], help="default: keep, or admin")
-
-    p = sub.add_parser(
-        "factory-reset", help="wipe every certificate, key and the CA bundle (daemon stopped)"
-    )
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    return parser
-
-
-def _read_new_password() -> str:
-    if sys.stdin.isatty():
-        first = getpass.getpass("New password: ")
-        if first != getpass.getpass("Again: "):
-            raise ConfigError("the passwords differ")
-        return first
-    return sys.stdin.readline().rstrip("\n")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        if args.command == "serve":
-            with contextlib.suppress(KeyboardInterrupt):
-                return asyncio.run(
-                    serve(args.config, insecure=args.insecure, ready_file=args.ready_file)
-                )
-            return 0
-        if args.command == "config":
-            config = load_config(args.file)
-            check_referenced_files(config)
-            print(f"{args.file}: OK ({len(config.users)} users, listen {config.grpc.listen})")
-            return 0
-        if args.command == "passwd":
-            password = _read_new_password()
-            if len(password) < 8:
-                raise ConfigError("the password must have at least 8 characters")
-            role = Role(args.role) if args.role else None
-            set_user_password(args.config, args.user, hash_password(password), role)
-            print(f"{args.config}: password set for {args.user}; send SIGHUP to a running daemon")
-            return 0
-        if args.command == "factory-reset":
-            return _factory_reset(args.config, assume_yes=args.yes)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"gnoicertd: {problem}", file=sys.stderr)
-        return 2
-    except PkiError as exc:  # the store is in use by a running daemon, or unreadable
-        print(f"gnoicertd: {exc}", file=sys.stderr)
-        return 1
-    return 2  # pragma: no cover (argparse requires a command)
-
-
-def _factory_reset(path: Path, *, assume_yes: bool) -> int:
-    config = load_config(path)
-    if not assume_yes:
-        if not sys.stdin.isatty():
-            raise ConfigError("factory-reset needs --yes when not run interactively")
-        answer = input(f"Wipe every certificate and key in {config.state_dir}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing changed")
-            return 1
-    store = Store.open(config.state_dir, key_secret=read_key_secret(config))
-    try:
-        store.factory_reset()
-    finally:
-        store.close()
-    audit = AuditLog(config.audit_log)
-    audit.record(AuditRecord(event="factory_reset", rpc="", outcome="ok", detail=str(path)))
-    audit.close()
-    print(f"{config.state_dir}: factory state restored; a new factory certificate is made at start")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

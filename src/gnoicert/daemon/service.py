@@ -8,6 +8,7 @@ authorization), audits refusals and turns every error into its status in one pla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -17,13 +18,10 @@ import grpc
 from cryptography import x509
 
 from gnoicert.daemon import errors, policy
-from gnoicert.daemon.audit import AuditRecord
+from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
-from gnoicert.daemon.transaction import (
-    Caller,
+from gnoicert.daemon.load_validation import (
     Kind,
-    Runtime,
-    StreamTransaction,
     check_csr_params,
     check_exists,
     check_lockout,
@@ -33,6 +31,8 @@ from gnoicert.daemon.transaction import (
     prepare_load,
     stage_load,
 )
+from gnoicert.daemon.runtime import Caller, Runtime
+from gnoicert.daemon.transaction import StreamTransaction
 from gnoicert.pki import crypto
 from gnoicert.pki import errors as pki
 from gnoicert.pki.store import StoreView, Transaction
@@ -101,9 +101,9 @@ class Gate:
         except (errors.Unauthenticated, errors.NotAuthorized) as exc:
             self._runtime.audit.record(
                 AuditRecord(
-                    event="auth_failed",
+                    event=Event.AUTH_FAILED,
                     rpc=rpc,
-                    outcome="refused",
+                    outcome=Outcome.REFUSED,
                     peer=peer,
                     identity=metadata.get("username", "") or (subject or ""),
                     reason=errors.reason_for(exc),
@@ -145,28 +145,24 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         request_iterator: AsyncIterator[cert_pb2.RotateCertificateRequest],
         context: Context,
     ) -> AsyncIterator[cert_pb2.RotateCertificateResponse]:
-        responses = self._serve_stream(
+        stream = self._serve_stream(
             Kind.ROTATE, request_iterator, context, cert_pb2.RotateCertificateResponse
         )
-        try:
+        async with contextlib.aclosing(stream) as responses:  # closed with the handler, not at GC
             async for response in responses:
                 yield response
-        finally:
-            await responses.aclose()  # a handler closed by gRPC closes the stream at once
 
     async def Install(
         self,
         request_iterator: AsyncIterator[cert_pb2.InstallCertificateRequest],
         context: Context,
     ) -> AsyncIterator[cert_pb2.InstallCertificateResponse]:
-        responses = self._serve_stream(
+        stream = self._serve_stream(
             Kind.INSTALL, request_iterator, context, cert_pb2.InstallCertificateResponse
         )
-        try:
+        async with contextlib.aclosing(stream) as responses:  # closed with the handler, not at GC
             async for response in responses:
                 yield response
-        finally:
-            await responses.aclose()  # a handler closed by gRPC closes the stream at once
 
     async def _serve_stream(
         self,
@@ -229,7 +225,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             await asyncio.to_thread(
                 store.put_pending_key, cert_id, crypto.private_key_to_pem(key), expires_ns=expires
             )
-            self._audit(caller, "generate_csr", "ok", cert_id=cert_id, detail="pending key kept")
+            self._audit(
+                caller, Event.GENERATE_CSR, Outcome.OK, cert_id=cert_id, detail="pending key kept"
+            )
             return csr_response(csr_pem)
 
         return await self._guarded(context, GENERATE_CSR, run)
@@ -271,8 +269,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 stage_load(tx, prepared)
                 return lambda: self._audit(
                     caller,
-                    "load",
-                    "committed",
+                    Event.LOAD,
+                    Outcome.COMMITTED,
                     cert_id=cert_id,
                     old=old.fingerprint if old else "",
                     new=prepared.fingerprint,
@@ -307,8 +305,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 tx.replace_bundle(crypto.certificates_to_pem(bundle))
                 return lambda: self._audit(
                     caller,
-                    "bundle_load",
-                    "committed",
+                    Event.BUNDLE_LOAD,
+                    Outcome.COMMITTED,
                     cert_id=crypto.CA_BUNDLE_ID,
                     detail=f"{len(bundle)} CA certificates",
                 )
@@ -388,8 +386,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             for cert_id, old in outcomes:
                 self._audit(
                     caller,
-                    "revoke",
-                    "committed",
+                    Event.REVOKE,
+                    Outcome.COMMITTED,
                     cert_id=cert_id,
                     old=old,
                     detail="removed" if old or cert_id == crypto.CA_BUNDLE_ID else "not present",
@@ -408,8 +406,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     )
                     self._audit(
                         caller,
-                        "revoke",
-                        "refused",
+                        Event.REVOKE,
+                        Outcome.REFUSED,
                         cert_id=cert_id,
                         reason=errors.reason_for(exc),
                         detail=str(exc),
@@ -469,7 +467,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         code, reason = errors.status_for(exc)
         if code is grpc.StatusCode.INTERNAL:
             log.error("%s failed", caller.rpc, exc_info=exc)
-        self._audit(caller, "refused", "refused", reason=reason, detail=errors.message_for(exc))
+        self._audit(
+            caller, Event.REFUSED, Outcome.REFUSED, reason=reason, detail=errors.message_for(exc)
+        )
         await errors.abort_with(context, exc)
 
     async def _commit_change(
@@ -518,8 +518,8 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     def _audit(
         self,
         caller: Caller,
-        event: str,
-        outcome: str,
+        event: Event,
+        outcome: Outcome,
         *,
         cert_id: str = "",
         old: str = "",

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from gnoicert.daemon import policy
-from gnoicert.daemon.audit import AuditRecord
-from gnoicert.daemon.transaction import Runtime
+from gnoicert.daemon.audit import AuditRecord, Event, Outcome
+from gnoicert.daemon.runtime import Runtime
 from gnoicert.pki import crypto
 from gnoicert.pki import errors as pki
 from gnoicert.pki.store import StoreView
@@ -115,9 +115,9 @@ class CredentialManager:
             )
             self._runtime.audit.record(
                 AuditRecord(
-                    event="credentials",
+                    event=Event.CREDENTIALS,
                     rpc="",
-                    outcome="ok",
+                    outcome=Outcome.OK,
                     certificate_id=derived.source,
                     old_fingerprint=previous.fingerprint,
                     new_fingerprint=derived.fingerprint,

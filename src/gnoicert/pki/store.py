@@ -22,283 +22,38 @@ in memory only, so a crash drops them: that is the rollback the specification re
 
 from __future__ import annotations
 
-import enum
 import errno
 import fcntl
-import functools
 import itertools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, TracebackType
-
-from cryptography import x509
 
 from gnoicert.pki import _store_files as files
 from gnoicert.pki import _store_recovery as recovery
 from gnoicert.pki import crypto
 from gnoicert.pki.errors import ResourceBusy, StoreFailure
+from gnoicert.pki.store_transaction import (
+    PendingKey,
+    Transaction,
+    TransactionHost,
+    TransactionState,
+)
+from gnoicert.pki.store_view import (
+    CertificateEntity,
+    KeyOrigin,
+    StoreView,
+    leaf_fingerprint,
+    make_view,
+    same_content,
+)
+
+__all__ = ("CertificateEntity", "KeyOrigin", "Store", "StoreView", "Transaction")
 
 _LOG = logging.getLogger(__name__)
-
-
-class KeyOrigin(enum.StrEnum):
-    """Who made the private key: the target (CSR flow) or the client (key pair sent)."""
-
-    TARGET = "target"
-    CLIENT = "client"
-
-
-@functools.lru_cache(maxsize=1024)
-def _parse_leaf(certificate_pem: bytes) -> x509.Certificate:
-    return crypto.load_certificates(certificate_pem)[0]
-
-
-@functools.lru_cache(maxsize=1024)
-def _leaf_fingerprint(certificate_pem: bytes) -> str:
-    return crypto.fingerprint(_parse_leaf(certificate_pem))
-
-
-# A bundle may hold 20,000 certificates: parse each distinct bundle once, keep only a couple.
-@functools.lru_cache(maxsize=2)
-def _parse_bundle(bundle_pem: bytes) -> tuple[x509.Certificate, ...]:
-    if not bundle_pem.strip():
-        return ()
-    return tuple(crypto.load_certificates(bundle_pem))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateEntity:
-    """One certificate ID: leaf, intermediates, private key and bookkeeping."""
-
-    cert_id: str
-    certificate_pem: bytes  # the leaf, one PEM block
-    chain_pem: bytes  # intermediates, zero or more PEM blocks, leaf excluded
-    private_key_pem: bytes = field(repr=False)  # unencrypted PKCS#8 PEM (in memory only)
-    key_origin: KeyOrigin
-    created_ns: int
-    modified_ns: int
-    version: int  # 1 on install, +1 on every change
-
-    @property
-    def full_chain_pem(self) -> bytes:
-        """Leaf then intermediates: what a TLS server presents."""
-        if not self.chain_pem:
-            return self.certificate_pem
-        leaf = self.certificate_pem
-        if not leaf.endswith(b"\n"):
-            leaf += b"\n"
-        return leaf + self.chain_pem
-
-    @property
-    def certificate(self) -> x509.Certificate:
-        return _parse_leaf(self.certificate_pem)
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the leaf (crypto.fingerprint)."""
-        return _leaf_fingerprint(self.certificate_pem)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoreView:
-    """An immutable snapshot: committed state, or committed plus applied transactions."""
-
-    entities: Mapping[str, CertificateEntity]
-    ca_bundle_pem: bytes  # b"" when no bundle is loaded
-    generation: int  # committed generation this view is based on
-
-    @property
-    def ca_bundle(self) -> tuple[x509.Certificate, ...]:
-        """Parsed bundle (parse once per view; a bundle may hold 20,000 certificates)."""
-        return _parse_bundle(self.ca_bundle_pem)
-
-
-def _make_view(
-    entities: Mapping[str, CertificateEntity], ca_bundle_pem: bytes, generation: int
-) -> StoreView:
-    ordered = {cert_id: entities[cert_id] for cert_id in sorted(entities)}
-    return StoreView(
-        entities=MappingProxyType(ordered), ca_bundle_pem=ca_bundle_pem, generation=generation
-    )
-
-
-def _same_content(a: StoreView, b: StoreView) -> bool:
-    return a is b or (a.ca_bundle_pem == b.ca_bundle_pem and dict(a.entities) == dict(b.entities))
-
-
-@dataclass(slots=True, eq=False)
-class _PendingKey:
-    """A pending CSR key; compared by identity so a commit never removes a newer one."""
-
-    expires_ns: int
-    key_pem: bytes = field(repr=False)
-
-
-class Transaction:
-    """One unit of change. Use as a context manager: leaving without commit() rolls back.
-
-    Locks are exclusive across open transactions of the same Store: lock() raises ResourceBusy
-    when another open transaction holds the ID (or the bundle), and locks are released at
-    commit or rollback. Staging an ID or the bundle requires holding its lock.
-    """
-
-    def __init__(self, store: Store, serial: int) -> None:
-        self._store = store
-        self._serial = serial
-        # Serializes this transaction's own methods: a rollback from a timer thread waits for a
-        # commit in flight instead of "rolling back" what is being made durable.
-        self._lock = threading.Lock()
-        self._closed = False
-        self._ids: set[str] = set()
-        self._holds_bundle = False
-        self._staged: dict[str, CertificateEntity | None] = {}  # None: delete
-        self._staged_bundle: bytes | None = None  # None: unchanged
-        self._consumed: dict[str, _PendingKey] = {}
-        self._applied = False
-        self._applied_entities: dict[str, CertificateEntity | None] = {}
-        self._applied_bundle: bytes | None = None
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else ("applied" if self._applied else "open")
-        return f"<Transaction #{self._serial} {state} ids={sorted(self._ids)}>"
-
-    def lock(self, cert_id: str) -> None:
-        """Hold cert_id (validated) for this transaction; ResourceBusy if another holds it."""
-        crypto.validate_certificate_id(cert_id)
-        with self._lock:
-            self._store._acquire(self, cert_id)
-
-    def lock_bundle(self) -> None:
-        with self._lock:
-            self._store._acquire(self, None)
-
-    def holds(self, cert_id: str) -> bool:
-        return self._store._holder(cert_id) is self
-
-    def put(
-        self,
-        cert_id: str,
-        *,
-        certificate_pem: bytes,
-        chain_pem: bytes,
-        private_key_pem: bytes,
-        key_origin: KeyOrigin,
-    ) -> CertificateEntity:
-        """Stage an install or replacement; returns the entity as it will be committed.
-
-        The leaf must parse (BadEncoding otherwise); everything else is the caller's to check.
-        """
-        with self._lock:
-            self._check_holds(cert_id)
-            certificate_pem = bytes(certificate_pem)
-            _leaf_fingerprint(certificate_pem)  # parse now: the commit must not fail on it
-            old = self._store.committed_view().entities.get(cert_id)
-            now = time.time_ns()
-            entity = CertificateEntity(
-                cert_id=cert_id,
-                certificate_pem=certificate_pem,
-                chain_pem=bytes(chain_pem),
-                private_key_pem=bytes(private_key_pem),
-                key_origin=KeyOrigin(key_origin),
-                created_ns=now if old is None else old.created_ns,
-                modified_ns=now,
-                version=1 if old is None else old.version + 1,
-            )
-            self._staged[cert_id] = entity
-            return entity
-
-    def delete(self, cert_id: str) -> None:
-        """Stage removal of cert_id and its key (no error if absent)."""
-        with self._lock:
-            self._check_holds(cert_id)
-            if cert_id in self._store.committed_view().entities:
-                self._staged[cert_id] = None
-            else:
-                self._staged.pop(cert_id, None)
-
-    def replace_bundle(self, ca_bundle_pem: bytes) -> None:
-        """Stage a new CA bundle (b"" empties it)."""
-        with self._lock:
-            self._check_holds(None)
-            bundle = bytes(ca_bundle_pem)
-            same = bundle == self._store.committed_view().ca_bundle_pem
-            self._staged_bundle = None if same else bundle
-
-    def consume_pending_key(self, cert_id: str) -> None:
-        """Stage removal of cert_id's pending CSR key, done durably with the commit."""
-        with self._lock:
-            self._check_holds(cert_id)
-            pending = self._store._pending_entry(cert_id)
-            if pending is None:
-                self._consumed.pop(cert_id, None)
-            else:
-                self._consumed[cert_id] = pending
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self._staged or self._consumed) or self._staged_bundle is not None
-
-    def apply(self) -> StoreView:
-        """Make the staged changes visible in Store.view() (not durable); notify subscribers."""
-        with self._lock:
-            self._check_open()
-            view = self._store._apply(self)
-        self._store._notify()
-        return view
-
-    def commit(self) -> StoreView:
-        """Make the staged changes durable and atomic; returns the new committed view.
-
-        Raises StoreFailure (after rolling back) when the disk write fails.
-        """
-        try:
-            with self._lock:
-                self._check_open()
-                return self._store._commit(self)
-        finally:
-            self._store._notify()
-
-    def rollback(self) -> None:
-        """Drop staged/applied changes, notify subscribers if the view changes; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._store._finish(self)
-        self._store._notify()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> Transaction:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self.closed:
-            self.rollback()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"{self!r} is already committed or rolled back")
-
-    def _check_holds(self, cert_id: str | None) -> None:
-        """Staging without the lock is a programming error, not a refusal."""
-        self._check_open()
-        if cert_id is None:
-            if not self._holds_bundle:
-                raise RuntimeError("stage the CA bundle only after lock_bundle()")
-        elif cert_id not in self._ids:
-            raise RuntimeError(f"stage certificate ID {cert_id!r} only after lock({cert_id!r})")
 
 
 class Store:
@@ -319,18 +74,28 @@ class Store:
         self._writer = threading.Lock()
         self._pending_lock = threading.Lock()
         self._notify_lock = threading.RLock()
-        self._committed = _make_view({}, b"", 0)
+        self._committed = make_view({}, b"", 0)
         self._effective = self._committed
         self._notified = self._committed
         self._manifest = files.EMPTY_MANIFEST
         self._next_generation = 1
         self._open: dict[int, Transaction] = {}
-        self._applied: dict[int, Transaction] = {}
-        self._id_locks: dict[str, Transaction] = {}
-        self._bundle_holder: Transaction | None = None
+        self._applied: dict[int, TransactionState] = {}
+        self._id_locks: dict[str, TransactionState] = {}
+        self._bundle_holder: TransactionState | None = None
+        self._host = TransactionHost(
+            committed_view=self.committed_view,
+            acquire=self._acquire,
+            holder=self._holder,
+            pending_entry=self._pending_entry,
+            apply=self._apply,
+            commit=self._commit,
+            finish=self._finish,
+            notify=self._notify,
+        )
         self._serials = itertools.count(1)
         self._subscribers: dict[int, Callable[[StoreView], None]] = {}
-        self._pending: dict[str, _PendingKey] = {}
+        self._pending: dict[str, PendingKey] = {}
         self._factory: tuple[bytes, bytes] | None = None
         self._resetting = False
         self._closing = False
@@ -419,8 +184,9 @@ class Store:
     def begin(self) -> Transaction:
         with self._mutex:
             self._check_usable()
-            txn = Transaction(self, next(self._serials))
-            self._open[txn._serial] = txn
+            state = TransactionState(serial=next(self._serials))
+            txn = Transaction(self._host, state)
+            self._open[state.serial] = txn
             return txn
 
     def is_locked(self, cert_id: str) -> bool:
@@ -439,7 +205,7 @@ class Store:
                 raise StoreFailure(
                     f"cannot store the pending key of certificate ID {cert_id!r}: {exc}"
                 ) from exc
-            self._pending[cert_id] = _PendingKey(expires_ns, key_pem)
+            self._pending[cert_id] = PendingKey(expires_ns, key_pem)
         _LOG.info("stored pending key for certificate ID %r", cert_id)
 
     def pending_key(self, cert_id: str, *, now_ns: int | None = None) -> bytes | None:
@@ -480,7 +246,7 @@ class Store:
                 raise StoreFailure(f"cannot store the factory credentials: {exc}") from exc
             with self._mutex:
                 self._factory = (certificate_pem, private_key_pem)
-        _LOG.info("stored factory credentials (%s)", _leaf_fingerprint(certificate_pem))
+        _LOG.info("stored factory credentials (%s)", leaf_fingerprint(certificate_pem))
 
     def factory_reset(self) -> None:
         """Durably remove every entity, key, pending key, the bundle and the factory certificate."""
@@ -515,19 +281,19 @@ class Store:
         _LOG.warning("factory reset: every certificate, key and the CA bundle were removed")
         self._notify()
 
-    # --- transactions (called by Transaction with its own lock held) --------------------------
+    # --- transactions (the TransactionHost; called with the transaction's own lock held) -----
 
     def _check_usable(self) -> None:
         if self._closing:
             raise RuntimeError(f"the store at {self._path} is closed")
 
-    def _holder(self, cert_id: str | None) -> Transaction | None:
+    def _holder(self, cert_id: str | None) -> TransactionState | None:
         with self._mutex:
             return self._bundle_holder if cert_id is None else self._id_locks.get(cert_id)
 
-    def _acquire(self, txn: Transaction, cert_id: str | None) -> None:
+    def _acquire(self, txn: TransactionState, cert_id: str | None) -> None:
         with self._mutex:
-            txn._check_open()
+            txn.check_open()
             if self._resetting:
                 raise ResourceBusy("the store is being factory reset; retry when it ends")
             holder = self._bundle_holder if cert_id is None else self._id_locks.get(cert_id)
@@ -544,46 +310,40 @@ class Store:
                 )
             if cert_id is None:
                 self._bundle_holder = txn
-                txn._holds_bundle = True
+                txn.holds_bundle = True
             else:
                 self._id_locks[cert_id] = txn
-                txn._ids.add(cert_id)
+                txn.ids.add(cert_id)
 
-    def _pending_entry(self, cert_id: str) -> _PendingKey | None:
+    def _pending_entry(self, cert_id: str) -> PendingKey | None:
         with self._pending_lock:
             return self._pending.get(cert_id)
 
-    def _apply(self, txn: Transaction) -> StoreView:
+    def _apply(self, txn: TransactionState) -> StoreView:
         with self._mutex:
-            txn._applied_entities = dict(txn._staged)
-            txn._applied_bundle = txn._staged_bundle
-            txn._applied = True
-            self._applied[txn._serial] = txn
+            txn.applied_entities = dict(txn.staged)
+            txn.applied_bundle = txn.staged_bundle
+            txn.applied = True
+            self._applied[txn.serial] = txn
             self._rebuild_effective()
             return self._effective
 
-    def _finish(self, txn: Transaction) -> None:
-        """Close txn: release its locks and drop its overlay (the caller holds txn._lock)."""
+    def _finish(self, txn: TransactionState) -> None:
+        """Close txn: release its locks and drop its overlay (the caller holds its lock)."""
         with self._mutex:
             self._close_locked(txn)
 
-    def _close_locked(self, txn: Transaction) -> None:
-        txn._closed = True
-        for cert_id in txn._ids:
+    def _close_locked(self, txn: TransactionState) -> None:
+        for cert_id in txn.ids:
             if self._id_locks.get(cert_id) is txn:
                 del self._id_locks[cert_id]
-        txn._ids.clear()
         if self._bundle_holder is txn:
             self._bundle_holder = None
-        txn._holds_bundle = False
-        self._open.pop(txn._serial, None)
-        if self._applied.pop(txn._serial, None) is not None:
+        self._open.pop(txn.serial, None)
+        applied = self._applied.pop(txn.serial, None) is not None
+        txn.forget()  # also drops references to key material held by a finished transaction
+        if applied:
             self._rebuild_effective()
-        # Drop references to key material held by a finished transaction.
-        txn._staged.clear()
-        txn._applied_entities.clear()
-        txn._consumed.clear()
-        txn._staged_bundle = txn._applied_bundle = None
 
     def _rebuild_effective(self) -> None:
         """Recompute the effective view (with _mutex held). IDs are locked exclusively, so the
@@ -594,37 +354,37 @@ class Store:
         entities = dict(self._committed.entities)
         bundle = self._committed.ca_bundle_pem
         for txn in self._applied.values():
-            for cert_id, entity in txn._applied_entities.items():
+            for cert_id, entity in txn.applied_entities.items():
                 if entity is None:
                     entities.pop(cert_id, None)
                 else:
                     entities[cert_id] = entity
-            if txn._applied_bundle is not None:
-                bundle = txn._applied_bundle
-        self._effective = _make_view(entities, bundle, self._committed.generation)
+            if txn.applied_bundle is not None:
+                bundle = txn.applied_bundle
+        self._effective = make_view(entities, bundle, self._committed.generation)
 
-    def _commit(self, txn: Transaction) -> StoreView:
+    def _commit(self, txn: TransactionState) -> StoreView:
         if not txn.has_changes:
             self._finish(txn)
             return self.committed_view()
         with self._writer:
             base = self.committed_view()
             entities = dict(base.entities)
-            for cert_id, entity in txn._staged.items():
+            for cert_id, entity in txn.staged.items():
                 if entity is None:
                     entities.pop(cert_id, None)
                 else:
                     entities[cert_id] = entity
-            bundle = base.ca_bundle_pem if txn._staged_bundle is None else txn._staged_bundle
-            changed = set(txn._staged)
-            consumed = dict(txn._consumed)
+            bundle = base.ca_bundle_pem if txn.staged_bundle is None else txn.staged_bundle
+            changed = set(txn.staged)
+            consumed = dict(txn.consumed)
             summary = _summarize(txn)
             try:
                 view = self._write_and_swap(
                     entities,
                     bundle,
                     changed=changed,
-                    bundle_changed=txn._staged_bundle is not None,
+                    bundle_changed=txn.staged_bundle is not None,
                     closing=txn,
                 )
             except BaseException:
@@ -641,7 +401,7 @@ class Store:
         *,
         changed: set[str],
         bundle_changed: bool,
-        closing: Transaction | None = None,
+        closing: TransactionState | None = None,
     ) -> StoreView:
         """Write generation N+1, point `current` at it, swap it in memory (with _writer held).
 
@@ -702,7 +462,7 @@ class Store:
             raise StoreFailure(
                 f"cannot write the certificate store, nothing changed: {exc}"
             ) from exc
-        view = _make_view(entities, bundle, generation)
+        view = make_view(entities, bundle, generation)
         with self._mutex:
             self._committed = view
             self._manifest = manifest
@@ -737,7 +497,7 @@ class Store:
         except OSError as exc:
             _LOG.warning("cannot remove uncommitted %s (removed at next start): %s", gen_dir, exc)
 
-    def _remove_consumed(self, consumed: Mapping[str, _PendingKey]) -> None:
+    def _remove_consumed(self, consumed: Mapping[str, PendingKey]) -> None:
         """Remove pending keys a commit used, unless GenerateCSR has replaced them meanwhile."""
         if not consumed:
             return
@@ -759,7 +519,7 @@ class Store:
             with self._mutex:
                 view = self._effective
                 subscribers = list(self._subscribers.values())
-            if _same_content(view, self._notified):
+            if same_content(view, self._notified):
                 self._notified = view
                 return
             self._notified = view
@@ -801,11 +561,11 @@ class Store:
                 version=record.version,
             )
         self._manifest = found.manifest
-        self._committed = _make_view(entities, found.bundle_pem, found.generation)
+        self._committed = make_view(entities, found.bundle_pem, found.generation)
         self._effective = self._notified = self._committed
         self._next_generation = found.generation + 1
         self._pending = {
-            cert_id: _PendingKey(expires_ns, key_pem)
+            cert_id: PendingKey(expires_ns, key_pem)
             for cert_id, (expires_ns, key_pem) in found.pending.items()
         }
         self._factory = found.factory
@@ -819,16 +579,16 @@ class Store:
         )
 
 
-def _summarize(txn: Transaction) -> str:
+def _summarize(txn: TransactionState) -> str:
     """What a commit changes, for the log: IDs and fingerprints, never key material."""
     parts = [
         f"delete {cert_id}"
         if entity is None
         else f"put {cert_id} v{entity.version} {entity.fingerprint}"
-        for cert_id, entity in sorted(txn._staged.items())
+        for cert_id, entity in sorted(txn.staged.items())
     ]
-    if txn._staged_bundle is not None:
-        count = files.count_certificates(txn._staged_bundle)
+    if txn.staged_bundle is not None:
+        count = files.count_certificates(txn.staged_bundle)
         parts.append(f"CA bundle of {count} certificate(s)" if count else "empty CA bundle")
-    parts.extend(f"consume pending key {cert_id}" for cert_id in sorted(txn._consumed))
+    parts.extend(f"consume pending key {cert_id}" for cert_id in sorted(txn.consumed))
     return ", ".join(parts) or "no change"

@@ -1,4 +1,4 @@
-"""target/audit.py: JSON lines, file modes, scrubbing, reopen, threads, the human log line."""
+"""daemon/audit.py: JSON lines, file modes, scrubbing, reopen, threads, the human log line."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from gnoicert.daemon.audit import (
-    EVENTS,
-    OUTCOMES,
     REDACTED,
     AuditLog,
     AuditRecord,
+    Event,
+    Outcome,
     format_time,
     read_records,
     record_to_dict,
@@ -67,13 +67,13 @@ def log_path(tmp_path: Path) -> Path:
 class TestRecord:
     def test_defaults_and_time(self) -> None:
         before = dt.datetime.now(dt.UTC).timestamp() * 1e9
-        rec = AuditRecord(event="refused", rpc=ROTATE, outcome="refused")
+        rec = AuditRecord(event=Event.REFUSED, rpc=ROTATE, outcome=Outcome.REFUSED)
         assert rec.peer == rec.identity == rec.certificate_id == rec.detail == ""
         assert abs(rec.time_ns - before) < 60e9
         with pytest.raises(AttributeError):
-            rec.event = "x"  # type: ignore[misc]
+            rec.event = Event.ROTATE  # type: ignore[misc]
         with pytest.raises(TypeError):
-            AuditRecord("refused", ROTATE, "refused")  # type: ignore[call-arg]
+            AuditRecord(Event.REFUSED, ROTATE, Outcome.REFUSED)  # type: ignore[call-arg]
 
     def test_format_time(self) -> None:
         assert format_time(0) == "1970-01-01T00:00:00.000000000Z"
@@ -81,9 +81,31 @@ class TestRecord:
         assert format_time(1_700_000_000_000_000_001).endswith(":20.000000001Z")
 
     def test_vocabularies(self) -> None:
-        assert {"install", "rotate", "commit", "rollback", "refused", "auth_failed"} <= EVENTS
-        assert len(EVENTS) == 14
-        assert frozenset({"ok", "committed", "rolled_back", "refused", "failed"}) == OUTCOMES
+        events = set(Event)
+        assert {"install", "rotate", "commit", "rollback", "refused", "auth_failed"} <= events
+        assert len(events) == 14
+        assert {"ok", "applied", "committed", "rolled_back", "refused", "failed"} == set(Outcome)
+
+    def test_known_strings_become_members(self) -> None:
+        rec = sample(event="rotate", outcome="applied")
+        assert rec.event is Event.ROTATE
+        assert rec.outcome is Outcome.APPLIED
+
+    @pytest.mark.parametrize(
+        ("field_name", "value"), [("event", "rotated"), ("outcome", "done"), ("event", "")]
+    )
+    def test_unknown_event_or_outcome_is_a_programming_error(
+        self, field_name: str, value: str
+    ) -> None:
+        with pytest.raises(ValueError, match=repr(value)):
+            sample(**{field_name: value})
+
+    def test_writer_refuses_a_record_that_bypassed_the_check(self, log_path: Path) -> None:
+        rec = sample()
+        object.__setattr__(rec, "outcome", "done")  # what a careless caller could do
+        with AuditLog(log_path) as log, pytest.raises(TypeError, match="Outcome"):
+            log.record(rec)
+        assert not log_path.read_bytes()
 
     def test_dict_has_every_field_and_time(self) -> None:
         rec = sample()
@@ -143,9 +165,9 @@ class TestAuditLog:
             log.record(sample())
         assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
 
+    # event and outcome are enums (an unknown value raises), so only the free-text fields remain.
     @pytest.mark.parametrize(
-        "field_name",
-        ["event", "rpc", "outcome", "peer", "identity", "certificate_id", "reason", "detail"],
+        "field_name", ["rpc", "peer", "identity", "certificate_id", "reason", "detail"]
     )
     def test_private_key_material_scrubbed(
         self, field_name: str, log_path: Path, caplog: pytest.LogCaptureFixture

@@ -1,0 +1,76 @@
+"""A server interceptor that counts running RPC handlers, so a stop can wait for them."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+
+class InFlight(grpc.aio.ServerInterceptor):
+    """Counts running RPC handlers, so that stop() returns only after the handlers cancelled at
+    the end of the grace period have run their rollbacks and written their audit records (and
+    before the store and the audit log are closed under them)."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        return handler._replace(**{kind: self._track(getattr(handler, kind)) for kind in kinds})
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _enter(self) -> None:
+        self._running += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._running -= 1
+        if not self._running:
+            self._idle.set()
+
+    def _track(self, behavior: Any) -> Any:
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                self._enter()
+                replies = behavior(request, context)
+                try:
+                    async for reply in replies:
+                        yield reply
+                finally:
+                    try:
+                        await replies.aclose()  # its own finally runs now, not at GC
+                    finally:
+                        self._leave()
+
+            return stream
+        if inspect.iscoroutinefunction(behavior):
+
+            async def call(request: Any, context: Any) -> Any:
+                self._enter()
+                try:
+                    return await behavior(request, context)
+                finally:
+                    self._leave()
+
+            return call
+        return behavior  # None (not this kind), or not async: not ours to count

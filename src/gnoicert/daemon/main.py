@@ -1,0 +1,173 @@
+"""The gnoicertd command line: serve, config check, passwd and factory-reset."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gnoicert import __version__
+from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
+from gnoicert.daemon.auth import hash_password
+from gnoicert.daemon.config import ConfigError, Role, load_config, set_user_password
+from gnoicert.daemon.server import Daemon
+from gnoicert.daemon.startup import check_referenced_files, read_key_secret
+from gnoicert.pki.errors import PkiError
+from gnoicert.pki.store import Store
+
+log = logging.getLogger("gnoicertd")
+
+
+async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -> int:
+    try:
+        config = load_config(config_path)
+        daemon = Daemon(config, insecure=insecure)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        return 2
+    except (PkiError, OSError) as exc:  # state directory in use or unreadable, audit log
+        log.error("cannot start: %s", exc)
+        return 1
+    try:
+        port = await daemon.start()
+    except OSError as exc:  # the port is in use
+        log.error("cannot start: %s", exc)
+        await daemon.stop(grace=0)
+        return 1
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
+    loop.add_signal_handler(signal.SIGINT, stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.spawn(daemon.reload(config_path)))
+    if ready_file is not None:
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(f"{config.grpc.listen_host}:{port}\n")
+        os.replace(tmp, ready_file)
+    log.info("gnoicertd %s ready on port %d", __version__, port)
+    await stop_requested.wait()
+    log.info("stopping: draining for up to %g s", daemon.config.grpc.shutdown_grace_s)
+    await daemon.stop()
+    log.info("stopped")
+    return 0
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gnoicertd",
+        description="gNOI CertificateManagement target daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"gnoicertd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the daemon")
+    p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
+    p.add_argument("--ready-file", type=Path, help="write host:port here once serving")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext without authentication, loopback only (tests and labs)",
+    )
+
+    p = sub.add_parser("config", help="configuration tools")
+    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a configuration file without starting")
+    check.add_argument("file", type=Path)
+
+    p = sub.add_parser("passwd", help="set a user's password hash in the configuration file")
+    p.add_argument("user")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--role", choices=[r.value for r in Role], help="default: keep, or admin")
+
+    p = sub.add_parser(
+        "factory-reset", help="wipe every certificate, key and the CA bundle (daemon stopped)"
+    )
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def _read_new_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("New password: ")
+        if first != getpass.getpass("Again: "):
+            raise ConfigError("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "serve":
+            with contextlib.suppress(KeyboardInterrupt):
+                return asyncio.run(
+                    serve(args.config, insecure=args.insecure, ready_file=args.ready_file)
+                )
+            return 0
+        if args.command == "config":
+            config = load_config(args.file)
+            check_referenced_files(config)
+            print(f"{args.file}: OK ({len(config.users)} users, listen {config.grpc.listen})")
+            return 0
+        if args.command == "passwd":
+            password = _read_new_password()
+            if len(password) < 8:
+                raise ConfigError("the password must have at least 8 characters")
+            role = Role(args.role) if args.role else None
+            set_user_password(args.config, args.user, hash_password(password), role)
+            print(f"{args.config}: password set for {args.user}; send SIGHUP to a running daemon")
+            return 0
+        if args.command == "factory-reset":
+            return _factory_reset(args.config, assume_yes=args.yes)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"gnoicertd: {problem}", file=sys.stderr)
+        return 2
+    except PkiError as exc:  # the store is in use by a running daemon, or unreadable
+        print(f"gnoicertd: {exc}", file=sys.stderr)
+        return 1
+    return 2  # pragma: no cover (argparse requires a command)
+
+
+def _factory_reset(path: Path, *, assume_yes: bool) -> int:
+    config = load_config(path)
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("factory-reset needs --yes when not run interactively")
+        answer = input(f"Wipe every certificate and key in {config.state_dir}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return 1
+    store = Store.open(config.state_dir, key_secret=read_key_secret(config))
+    try:
+        store.factory_reset()
+    finally:
+        store.close()
+    audit = AuditLog(config.audit_log)
+    audit.record(
+        AuditRecord(event=Event.FACTORY_RESET, rpc="", outcome=Outcome.OK, detail=str(path))
+    )
+    audit.close()
+    print(f"{config.state_dir}: factory state restored; a new factory certificate is made at start")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
