@@ -47,8 +47,8 @@ class TrustSet:
     partial chains allowed, so a bundle holding only an intermediate CA verifies its leaves).
     check_leaf and chain_verifies accept a plain sequence too, but then index the bundle again
     on every call; with a bundle of thousands of CAs a caller that verifies often should keep a
-    TrustSet beside the bundle. Immutable in effect and safe to share between threads (the lazy index may at worst
-    be built twice).
+    TrustSet beside the bundle. Immutable in effect and safe to share between threads (the
+    lazy index may at worst be built twice).
     """
 
     __slots__ = ("_anchors", "_by_subject")

@@ -23,8 +23,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from gnoicert.pki import path as pki_path
 from gnoicert.pki import crypto
+from gnoicert.pki import path as pki_path
 from gnoicert.pki.chain import CLOCK_SKEW, TrustSet, chain_verifies, check_leaf
 from gnoicert.pki.crypto import CsrSubject
 from gnoicert.pki.errors import (
