@@ -59,7 +59,7 @@ class TestV1Roots:
             not_after=ref + DAY,
         )
         leaf = issue_cert(keys.p384, "target.lab", Issued(middle, keys.p256_a))
-        with pytest.raises(ChainVerificationFailed, match="X.509 v1"):
+        with pytest.raises(ChainVerificationFailed, match=r"X\.509 v1"):
             check_leaf(leaf.cert, [middle], [v1_root.cert])
         assert not chain_verifies(leaf.cert, [middle], [v1_root.cert])
 
