@@ -14,6 +14,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import VerificationError
 
+from gnoicert.client.preflight import run_preflight
+from gnoicert.client.steps import Material
 from gnoicert.pki import chain as pki_chain
 from gnoicert.pki.chain import acts_as_ca, chain_verifies, check_leaf
 from gnoicert.pki.errors import ChainVerificationFailed
@@ -67,6 +69,17 @@ class TestV1Roots:
         root = make_v1(keys.rsa_b, "Gone Root", not_before=ref - 9 * DAY, not_after=ref - DAY)
         leaf = issue_cert(keys.p256_b, "target.lab", Issued(root, keys.rsa_b))
         assert not chain_verifies(leaf.cert, [], [root])
+
+    def test_client_preflight_trusts_a_v1_root(
+        self, v1_root: Issued, issue_cert: Issue, keys: Keys
+    ) -> None:
+        leaf = issue_cert(keys.p256_b, "target.lab", v1_root)
+        material = Material(
+            leaf=leaf.cert, intermediates=(), roots=(), bundle=(v1_root.cert,), extra_anchors=()
+        )
+        statuses = {check.name: check.status for check in run_preflight(material).checks}
+        assert statuses["chain"] == "pass"
+        assert statuses["bundle"] == "pass"
 
     def test_a_v1_root_acts_as_ca(self, v1_root: Issued, chain: Chain) -> None:
         assert acts_as_ca(v1_root.cert)
