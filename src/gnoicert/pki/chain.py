@@ -213,12 +213,10 @@ def _verify_chain(
     """None when a path from leaf to an anchor of trust passes every check, else
     the reason the last candidate path failed. CAs must be valid at `at` give or take skew."""
     reasons: list[str] = []
-    # The leaf's own window is check_leaf's business: the verifier sees a moment inside it.
-    verify_at = min(max(at, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
     for found in pki_path.paths(
         leaf, intermediates, trust._index(), at=at, skew=skew, reasons=reasons
     ):
-        problem = _verifier_problem(found, verify_at)
+        problem = _verifier_problem(found, at)
         if problem is None:
             return None
         reasons.append(problem)
@@ -229,11 +227,15 @@ def _verifier_problem(found: tuple[x509.Certificate, ...], at: dt.datetime) -> s
     """Run cryptography's verifier on a path our walk accepted, when it can judge the path.
 
     It also checks name constraints, which our walk does not: a constrained path it cannot
-    judge is refused.
+    judge is refused. Times are ours (the walk checked the CAs, check_leaf the leaf): the
+    verifier is asked at the moment nearest `at` when every certificate of the path is valid,
+    and cannot judge a path that has no such moment.
     """
     if len(found) == 1:
         return None  # the leaf is itself in the bundle
-    if not _verifier_can_judge(found):
+    start = max(c.not_valid_before_utc for c in found)
+    end = min(c.not_valid_after_utc for c in found)
+    if start > end or not _verifier_can_judge(found):
         constrained = [c for c in found[1:] if _has_name_constraints(c)]
         if constrained:
             return (
@@ -251,7 +253,7 @@ def _verifier_problem(found: tuple[x509.Certificate, ...], at: dt.datetime) -> s
     verifier = (
         PolicyBuilder()
         .store(Store([found[-1]]))
-        .time(at)
+        .time(min(max(at, start), end))
         .max_chain_depth(pki_path.MAX_DEPTH)
         .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
         .build_client_verifier()
