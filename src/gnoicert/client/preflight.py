@@ -16,7 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from gnoicert.client.certinfo import san_strings
 from gnoicert.client.models import CheckResult, CheckStatus, PreflightReport
 from gnoicert.client.steps import Material
-from gnoicert.pki.chain import CLOCK_SKEW, chain_verifies
+from gnoicert.pki.chain import CLOCK_SKEW, acts_as_ca, chain_verifies
 from gnoicert.pki.crypto import PrivateKey, PublicKey
 
 
@@ -161,17 +161,10 @@ def check_san(leaf: x509.Certificate, dial_name: str | None, *, require_san: boo
 
 
 def check_bundle(bundle: tuple[x509.Certificate, ...]) -> CheckResult:
-    not_ca = [c.subject.rfc4514_string() for c in bundle if not _is_ca(c)]
+    not_ca = [c.subject.rfc4514_string() for c in bundle if not acts_as_ca(c)]
     if not_ca:
         return _result("bundle", "warn", "not CA certificates: " + "; ".join(not_ca))
     return _result("bundle", "pass", f"{len(bundle)} CA certificate(s)")
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def _is_ip(name: str) -> bool:

@@ -194,7 +194,6 @@ def check_lockout(
             server_chain=server_chain,
             caller_certificate=caller.certificate if index == 0 else None,
             bundle_verifies_clients=trust.uses_store_bundle and not runtime.insecure,
-            known_cas=view.ca_bundle,
         )
         if reason is not None:
             raise errors.Lockout(reason)

@@ -74,13 +74,13 @@ def bundle_locks_out(
     server_chain: tuple[x509.Certificate, ...] | None,
     caller_certificate: x509.Certificate | None,
     bundle_verifies_clients: bool,
-    known_cas: tuple[x509.Certificate, ...] = (),
 ) -> str | None:
     """Why a new CA bundle would lock the operator out, or None when it is safe.
 
     The target's own active certificate must still verify against the new bundle, and so must
     the certificate of the client sending it when that bundle is what client certificates are
-    checked against (docs/behaviour.md §2, LOCKOUT).
+    checked against (docs/behaviour.md §2, LOCKOUT), as the TLS stack will check them
+    (docs/behaviour.md §3, trust).
     """
     if server_chain is not None and not chain_verifies(
         server_chain[0], server_chain[1:], new_bundle
@@ -92,9 +92,10 @@ def bundle_locks_out(
     if (
         bundle_verifies_clients
         and caller_certificate is not None
-        # The TLS stack shows only the caller's leaf; the intermediates it sent are usually
-        # in a bundle (old or new), so they may complete the path to the new bundle's roots.
-        and not chain_verifies(caller_certificate, (*new_bundle, *known_cas), new_bundle)
+        # The TLS stack shows us only the caller's leaf: which intermediates it will send is
+        # unknown, so the new bundle alone must verify it (an intermediate of the old bundle
+        # is gone after the swap). Errs towards refusing.
+        and not chain_verifies(caller_certificate, (), new_bundle)
     ):
         return (
             "the new CA bundle does not verify your own client certificate "

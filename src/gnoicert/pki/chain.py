@@ -1,20 +1,23 @@
 """Chain verification: does a certificate chain to a trusted CA, and may it be used for TLS?
 
-cryptography's verifier decides; a walk of our own is used only for what the verifier
-refuses as unsupported (RSA-1024 issuers, some algorithms), and its own verdict then decides.
-Error messages name subjects and fingerprints, never key bytes.
+Trust is the TLS stack's (docs/behaviour.md §3): our own path building (pki/path.py) decides
+which paths exist; each found path must then also pass cryptography's verifier when the path
+is inside what that verifier can judge (v3 certificates, RSA of 2048 bits or more, the usual EC
+curves and signature algorithms), checked by us before calling it. The verifier's verdict is
+its exception type, never the wording of its message. A path with name constraints that the
+verifier cannot judge is refused. Error messages name subjects and fingerprints, never key bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -24,7 +27,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from gnoicert.pki.crypto import name_text, subject_text
+from gnoicert.pki import path as pki_path
+from gnoicert.pki.crypto import subject_text
 from gnoicert.pki.errors import (
     BadEncoding,
     BadKeyUsage,
@@ -39,17 +43,18 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 class TrustSet:
     """A CA bundle prepared for verification: build once per bundle, verify against it often.
 
-    check_leaf and chain_verifies accept a plain sequence too, but then rebuild the verification
-    Store (and, on the fallback path, a subject index) on every call; with a bundle of thousands
-    of CAs a caller that verifies often should keep a TrustSet beside the bundle. Immutable in
-    effect and safe to share between threads (the lazy index may at worst be built twice).
+    Every certificate of the bundle is an anchor, as for grpcio's TLS stack (it verifies with
+    partial chains allowed, so a bundle holding only an intermediate CA verifies its leaves).
+    check_leaf and chain_verifies accept a plain sequence too, but then index the bundle again
+    on every call; with a bundle of thousands of CAs a caller that verifies often should keep a
+    TrustSet beside the bundle. Immutable in effect and safe to share between threads (the
+    lazy index may at worst be built twice).
     """
 
-    __slots__ = ("_anchors", "_by_subject", "_store")
+    __slots__ = ("_anchors", "_by_subject")
 
     def __init__(self, anchors: Iterable[x509.Certificate]) -> None:
         self._anchors: tuple[x509.Certificate, ...] = tuple(anchors)
-        self._store: Store | None = Store(list(self._anchors)) if self._anchors else None
         self._by_subject: dict[bytes, list[x509.Certificate]] | None = None
 
     @property
@@ -63,22 +68,25 @@ class TrustSet:
     def __repr__(self) -> str:
         return f"TrustSet({len(self._anchors)} anchors)"
 
-    def _store_or_none(self) -> Store | None:
-        return self._store
-
-    def _issuers_named(self, name: bytes) -> list[x509.Certificate]:
-        """Anchors whose subject is name (DER); the index is built on first use only."""
+    def _index(self) -> dict[bytes, list[x509.Certificate]]:
+        """Anchors by subject DER; built on first use only."""
         if self._by_subject is None:
             index: dict[bytes, list[x509.Certificate]] = {}
             for anchor in self._anchors:
                 index.setdefault(anchor.subject.public_bytes(), []).append(anchor)
             self._by_subject = index
-        return self._by_subject.get(name, [])
+        return self._by_subject
 
-    def _contains(self, certificate: x509.Certificate) -> bool:
-        return bool(self._anchors) and certificate in self._issuers_named(
-            certificate.subject.public_bytes()
-        )
+
+def acts_as_ca(certificate: x509.Certificate) -> bool:
+    """True for what TLS accepts in a bundle as a CA: a v3 CA, or a self-signed v1 root."""
+    if pki_path.is_v1(certificate):
+        return pki_path.is_self_signed(certificate)
+    try:
+        constraints = pki_path.extension(certificate.extensions, x509.BasicConstraints)
+    except ValueError:
+        return False
+    return constraints is not None and constraints.ca
 
 
 Anchors: TypeAlias = Sequence[x509.Certificate] | TrustSet
@@ -136,9 +144,7 @@ def check_leaf(
             "none was sent with the certificate; send the issuing CA in ca_certificates or load "
             "a CA bundle first"
         )
-    # The library knows no clock skew: check the chain at a moment inside the leaf's own window
-    # (at most CLOCK_SKEW away from now, see above).
-    reason = _verify_chain(leaf, intermediates, trust, min(max(at, not_before), not_after), at)
+    reason = _verify_chain(leaf, intermediates, trust, at, CLOCK_SKEW)
     if reason is not None:
         raise ChainVerificationFailed(
             f"certificate {name} does not chain to a trusted CA: {reason}"
@@ -150,13 +156,15 @@ def chain_verifies(
     intermediates: Sequence[x509.Certificate],
     trust_anchors: Anchors,
 ) -> bool:
-    """True when leaf chains to trust_anchors by signature and CA constraints (no time or EKU
-    policy): the lockout guard's question "would this bundle still verify that certificate?"."""
+    """True when leaf chains to trust_anchors as the TLS stack would accept it now: the lockout
+    guard's question "would this bundle still verify that certificate?" and the client's
+    preflight. The CAs must be valid now (no clock skew: the handshake allows none); the leaf's
+    own validity and EKU are not asked (a bundle does not change them)."""
     trust = _trust_set(trust_anchors)
     if not len(trust):
         return False
-    at = min(max(_utc(None), leaf.not_valid_before_utc), leaf.not_valid_after_utc)
-    return _verify_chain(leaf, intermediates, trust, at, None) is None
+    now = _utc(None)
+    return _verify_chain(leaf, intermediates, trust, now, dt.timedelta(0)) is None
 
 
 # --- chain verification -------------------------------------------------------------------
@@ -179,164 +187,137 @@ _CA_POLICY = (
 # The leaf's usage is check_leaf's business (a server certificate has no clientAuth EKU).
 _EE_POLICY = ExtensionPolicy.permit_all()
 
-# Refusals of the library that say "I cannot judge this chain", not "this chain is bad": the
-# minimum RSA modulus is fixed at 2048 and Ed25519 / some signature algorithms are forbidden.
-_UNSUPPORTED = (
-    "RSA key is too weak",
-    "Forbidden public key algorithm",
-    "Forbidden signature algorithm",
-    "unsupported",
+# What cryptography's verifier can judge (its documented profile): outside it, the verifier
+# refuses a chain the TLS stack accepts (v1 roots, RSA-1024 issuers), so our walk alone decides.
+_VERIFIER_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_VERIFIER_SIGNATURES = frozenset(
+    {
+        SignatureAlgorithmOID.RSA_WITH_SHA256,
+        SignatureAlgorithmOID.RSA_WITH_SHA384,
+        SignatureAlgorithmOID.RSA_WITH_SHA512,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA384,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA512,
+    }
 )
-_NO_ISSUER = "no interior errors"
-_TIME_REFUSAL = "not valid at validation time"
-_MAX_DEPTH = 8
-_MAX_SIGNATURE_CHECKS = 256
+_MAX_SERIAL = 1 << 159  # 20 octets, positive (RFC 5280 4.1.2.2)
 
 
 def _verify_chain(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
     trust: TrustSet,
-    verify_at: dt.datetime,
-    walk_at: dt.datetime | None,
+    at: dt.datetime,
+    skew: dt.timedelta,
 ) -> str | None:
-    """None when the chain verifies, else the reason it does not.
+    """None when a path from leaf to an anchor of trust passes every check, else
+    the reason the last candidate path failed. CAs must be valid at `at` give or take skew."""
+    reasons: list[str] = []
+    for found in pki_path.paths(
+        leaf, intermediates, trust._index(), at=at, skew=skew, reasons=reasons
+    ):
+        problem = _verifier_problem(found, at)
+        if problem is None:
+            return None
+        reasons.append(problem)
+    return _shorten(reasons[-1]) if reasons else pki_path.no_path(leaf)
 
-    cryptography's verifier decides; only when it refuses a chain for a reason it cannot handle
-    (see _UNSUPPORTED) does the walk of _walk_chain decide instead. walk_at None means the walk
-    ignores validity periods (chain_verifies); the library path then also accepts a chain it
-    refused only because a certificate was outside its validity period.
+
+def _verifier_problem(found: tuple[x509.Certificate, ...], at: dt.datetime) -> str | None:
+    """Run cryptography's verifier on a path our walk accepted, when it can judge the path.
+
+    It also checks name constraints, which our walk does not: a constrained path it cannot
+    judge is refused. Times are ours (the walk checked the CAs, check_leaf the leaf): the
+    verifier is asked at the moment nearest `at` when every certificate of the path is valid,
+    and cannot judge a path that has no such moment.
     """
-    store = trust._store_or_none()
-    if store is None:
-        return "no trust anchor"
+    if len(found) == 1:
+        return None  # the leaf is itself in the bundle
+    start = max(c.not_valid_before_utc for c in found)
+    end = min(c.not_valid_after_utc for c in found)
+    if start > end or not _verifier_can_judge(found):
+        constrained = [c for c in found[1:] if _has_name_constraints(c)]
+        if constrained:
+            return (
+                f"CA certificate {subject_text(constrained[0])} has name constraints, which "
+                "cannot be checked for this chain"
+            )
+        return None
+    if any(_has_name_constraints(c) for c in found[1:]) and _subject_names_unchecked(found[0]):
+        # The TLS stack applies name constraints to the subject's CN and emailAddress too;
+        # the verifier applies them to the SANs only. Refuse what the two might judge apart.
+        return (
+            f"certificate {subject_text(found[0])} carries names in its subject that the name "
+            "constraints of its CA cannot be checked against here; give it DNS SANs"
+        )
     verifier = (
         PolicyBuilder()
-        .store(store)
-        .time(verify_at)
-        .max_chain_depth(_MAX_DEPTH)
+        .store(Store([found[-1]]))
+        .time(min(max(at, start), end))
+        .max_chain_depth(pki_path.MAX_DEPTH)
         .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
         .build_client_verifier()
     )
     try:
-        verifier.verify(leaf, list(intermediates))
+        verifier.verify(found[0], list(found[1:-1]))
     except VerificationError as exc:
-        raw = str(exc)
-        fallback = any(marker in raw for marker in _UNSUPPORTED) or (
-            walk_at is None and _TIME_REFUSAL in raw
-        )
-        if not fallback:
-            return _no_path(leaf) if _NO_ISSUER in raw else _library_message(raw)
+        return f"the X.509 path validator refuses the chain ({_shorten(str(exc))})"
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        pass  # an argument or algorithm the library cannot take: walk the chain ourselves
-    else:
-        return None
-    return _walk_chain(leaf, intermediates, trust, walk_at)
-
-
-def _library_message(raw: str) -> str:
-    """The library's refusal in words an operator can act on (known cases), else as it is."""
-    message = raw.removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
-    if _TIME_REFUSAL in message:
-        message = "a CA certificate of the chain is outside its validity period"
-    elif message == "signature does not match":
-        message = "the signature of a certificate in the chain does not match its issuer's key"
-    return message if len(message) <= 300 else message[:300] + "..."
-
-
-def _walk_chain(
-    leaf: x509.Certificate,
-    intermediates: Sequence[x509.Certificate],
-    trust: TrustSet,
-    at: dt.datetime | None,
-) -> str | None:
-    """Depth-first path building from leaf to an anchor: signature, names, CA constraints.
-
-    None when a path exists, else the reason the last candidate was refused. Intermediates
-    may come in any order; a leaf that is itself an anchor is trusted (as by the library).
-    """
-    if trust._contains(leaf):
-        return None
-    try:
-        if _has_unknown_critical(leaf.extensions):
-            return f"certificate {subject_text(leaf)} has an unrecognised critical extension"
-    except ValueError:
-        return f"certificate {subject_text(leaf)} has malformed extensions"
-    pool: dict[bytes, list[x509.Certificate]] = {}
-    for certificate in intermediates:
-        pool.setdefault(certificate.subject.public_bytes(), []).append(certificate)
-    budget = [_MAX_SIGNATURE_CHECKS]
-    reasons: list[str] = []
-
-    def extend(path: list[x509.Certificate]) -> bool:
-        child = path[-1]
-        issuer_name = child.issuer.public_bytes()
-        anchors = trust._issuers_named(issuer_name)
-        candidates = [(anchor, True) for anchor in anchors] + [
-            (cert, False) for cert in pool.get(issuer_name, []) if cert not in anchors
-        ]
-        if not candidates:
-            reasons.append(_no_path(child))
-            return False
-        # Self-issued intermediates do not count against pathLenConstraint (RFC 5280 6.1.4).
-        below = sum(1 for cert in path[1:] if cert.subject != cert.issuer)
-        for candidate, is_anchor in candidates:
-            if candidate in path:
-                continue
-            if len(path) >= _MAX_DEPTH:
-                reasons.append(f"the chain is longer than {_MAX_DEPTH} certificates")
-                return False
-            if budget[0] <= 0:
-                reasons.append("too many candidate issuers")
-                return False
-            budget[0] -= 1
-            problem = _issuer_problem(child, candidate, below, at)
-            if problem is not None:
-                reasons.append(problem)
-                continue
-            if is_anchor or extend([*path, candidate]):
-                return True
-        return False
-
-    if extend([leaf]):
-        return None
-    return reasons[-1] if reasons else "no path to a trusted CA"
-
-
-def _issuer_problem(
-    child: x509.Certificate, issuer: x509.Certificate, below: int, at: dt.datetime | None
-) -> str | None:
-    """Why issuer cannot have issued child in a valid path, or None."""
-    name = subject_text(issuer)
-    try:
-        extensions = issuer.extensions
-    except ValueError:
-        return f"CA certificate {name} has malformed extensions"
-    constraints = _extension(extensions, x509.BasicConstraints)
-    if constraints is None or not constraints.ca:
-        return f"certificate {name} is not a CA certificate (basicConstraints cA is not set)"
-    if constraints.path_length is not None and below > constraints.path_length:
-        return f"the path length constraint of CA certificate {name} is violated"
-    key_usage = _extension(extensions, x509.KeyUsage)
-    if key_usage is not None and not key_usage.key_cert_sign:
-        return f"the keyUsage of CA certificate {name} lacks keyCertSign"
-    if _extension(extensions, x509.NameConstraints) is not None:
-        # Not checked by this walk, so never accepted by it.
-        return f"CA certificate {name} has name constraints, which cannot be checked here"
-    if _has_unknown_critical(extensions):
-        return f"CA certificate {name} has an unrecognised critical extension"
-    if at is not None and (
-        issuer.not_valid_before_utc > at + CLOCK_SKEW
-        or issuer.not_valid_after_utc < at - CLOCK_SKEW
-    ):
-        return f"CA certificate {name} is outside its validity period"
-    try:
-        child.verify_directly_issued_by(issuer)
-    except InvalidSignature:
-        return f"the signature of {subject_text(child)} does not match the key of {name}"
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return f"the signature of {subject_text(child)} by {name} cannot be verified"
+        return "the X.509 path validator cannot process the chain"
     return None
+
+
+def _verifier_can_judge(found: tuple[x509.Certificate, ...]) -> bool:
+    """True when every certificate is inside the verifier's profile (checked here, before
+    calling it): v3, a positive serial of at most 20 octets, an RSA key of 2048 bits or more
+    or a P-256/384/521 key, and (but the anchor's self-signature) a usual signature algorithm."""
+    for index, certificate in enumerate(found):
+        if certificate.version is not x509.Version.v3:
+            return False
+        if not 0 < certificate.serial_number < _MAX_SERIAL:
+            return False
+        try:
+            key = certificate.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            if key.key_size < 2048:
+                return False
+        elif not (
+            isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, _VERIFIER_CURVES)
+        ):
+            return False
+        if (
+            index < len(found) - 1
+            and certificate.signature_algorithm_oid not in _VERIFIER_SIGNATURES
+        ):
+            return False
+    return True
+
+
+def _has_name_constraints(certificate: x509.Certificate) -> bool:
+    try:
+        return pki_path.extension(certificate.extensions, x509.NameConstraints) is not None
+    except ValueError:
+        return True
+
+
+def _subject_names_unchecked(leaf: x509.Certificate) -> bool:
+    """True when the leaf's subject has an emailAddress, or a CN while it has no DNS SAN."""
+    if leaf.subject.get_attributes_for_oid(x509.oid.NameOID.EMAIL_ADDRESS):
+        return True
+    if not leaf.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME):
+        return False
+    try:
+        sans = pki_path.extension(leaf.extensions, x509.SubjectAlternativeName)
+    except ValueError:
+        return True
+    return sans is None or not sans.get_values_for_type(x509.DNSName)
+
+
+def _shorten(message: str) -> str:
+    message = message.removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
+    return message if len(message) <= 300 else message[:300] + "..."
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -349,14 +330,6 @@ _TLS_EKUS = frozenset(
     }
 )
 _SKEW_TEXT = f"{int(CLOCK_SKEW.total_seconds() // 60)} minutes"
-
-_ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
-
-
-def _has_unknown_critical(extensions: x509.Extensions) -> bool:
-    return any(
-        ext.critical and isinstance(ext.value, x509.UnrecognizedExtension) for ext in extensions
-    )
 
 
 def _trust_set(anchors: Anchors) -> TrustSet:
@@ -373,11 +346,7 @@ def _extensions(certificate: x509.Certificate) -> x509.Extensions:
         ) from None
 
 
-def _extension(extensions: x509.Extensions, kind: type[_ExtensionT]) -> _ExtensionT | None:
-    try:
-        return extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
+_extension = pki_path.extension
 
 
 def _key_usage_allows_tls(usage: x509.KeyUsage, certificate: x509.Certificate) -> bool:
@@ -404,10 +373,3 @@ def _utc(now: dt.datetime | None) -> dt.datetime:
 
 def _when(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _no_path(certificate: x509.Certificate) -> str:
-    return (
-        f"no path to a trusted CA from {subject_text(certificate)} (issuer "
-        f"{name_text(certificate.issuer)}); send the missing intermediates or the issuing CA"
-    )

@@ -23,8 +23,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from gnoicert.pki import chain as pki_chain
 from gnoicert.pki import crypto
+from gnoicert.pki import path as pki_path
 from gnoicert.pki.chain import CLOCK_SKEW, TrustSet, chain_verifies, check_leaf
 from gnoicert.pki.crypto import CsrSubject
 from gnoicert.pki.errors import (
@@ -1101,19 +1101,34 @@ class TestChainVerifies:
         leaf = issue_cert(keys.p384, "under-fake", fake_ca)
         assert not chain_verifies(leaf.cert, [fake_ca.cert], [chain.root.cert])
 
-    def test_ignores_time(self, issue_cert: Issue, keys: Keys, ref: dt.datetime) -> None:
+    def test_ca_time_is_checked_now(self, issue_cert: Issue, keys: Keys, ref: dt.datetime) -> None:
+        # The TLS stack refuses a chain through an expired or not yet valid CA, so the lockout
+        # guard must too (docs/behaviour.md §3); it used to ignore time altogether.
         old_root = issue_cert(
             keys.rsa_a, "Old Root", ca=True, not_before=ref - 90 * DAY, not_after=ref - 30 * DAY
         )
-        old_leaf = issue_cert(
-            keys.p256_b, "old-leaf", old_root, not_before=ref - 60 * DAY, not_after=ref - 40 * DAY
-        )
-        assert chain_verifies(old_leaf.cert, [], [old_root.cert])
+        old_leaf = issue_cert(keys.p256_b, "old-root-leaf", old_root)
+        assert not chain_verifies(old_leaf.cert, [], [old_root.cert])
         future_root = issue_cert(keys.rsa_a, "Future Root", ca=True, not_before=ref + 10 * DAY)
         current_leaf = issue_cert(keys.p256_b, "now-leaf", future_root)
-        assert chain_verifies(current_leaf.cert, [], [future_root.cert])
+        assert not chain_verifies(current_leaf.cert, [], [future_root.cert])
         with pytest.raises(ChainVerificationFailed):
             check_leaf(current_leaf.cert, [], [future_root.cert], now=ref)
+
+    def test_leaf_time_is_not_asked(
+        self, issue_cert: Issue, chain: Chain, ref: dt.datetime
+    ) -> None:
+        # A bundle does not change the leaf's window; check_leaf asks that.
+        old_leaf = issue_cert(
+            chain.leaf.key, "old-leaf", chain.root, not_before=ref - 9 * DAY, not_after=ref - DAY
+        )
+        assert chain_verifies(old_leaf.cert, [], [chain.root.cert])
+        # Even when the leaf expired before its CA began (a reissued root): no single moment
+        # suits the whole path, so the verifier is not asked; our own checks decide.
+        older = issue_cert(
+            chain.leaf.key, "older", chain.root, not_before=ref - 9 * DAY, not_after=ref - 2 * DAY
+        )
+        assert chain_verifies(older.cert, [], [chain.root.cert])
 
     def test_ignores_eku(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
         leaf = issue_cert(
@@ -1351,15 +1366,32 @@ SCENARIOS = [
 ]
 
 
+def _walk(
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    anchors: list[x509.Certificate],
+    at: dt.datetime | None,
+) -> str | None:
+    """Our own path building alone: None when it finds a path, else the last reason."""
+    reasons: list[str] = []
+    index: dict[bytes, list[x509.Certificate]] = {}
+    for anchor in anchors:
+        index.setdefault(anchor.subject.public_bytes(), []).append(anchor)
+    found = pki_path.paths(leaf, intermediates, index, at=at, skew=CLOCK_SKEW, reasons=reasons)
+    if next(found, None) is not None:
+        return None
+    return reasons[-1] if reasons else "no path"
+
+
 class TestWalkChain:
-    """The fallback walk (private) must reach the same verdicts as cryptography's verifier."""
+    """Our own path building must reach the same verdicts as cryptography's verifier."""
 
     @pytest.mark.parametrize("name", SCENARIOS)
     def test_walk_agrees_with_the_library(
         self, scenarios: dict[str, Scenario], name: str, ref: dt.datetime
     ) -> None:
         leaf, intermediates, anchors, expected = scenarios[name]
-        walked = pki_chain._walk_chain(leaf, intermediates, TrustSet(anchors), ref)
+        walked = _walk(leaf, intermediates, anchors, ref)
         assert (walked is None) == expected, walked
         try:
             check_leaf(leaf, intermediates, anchors, now=ref)
@@ -1374,12 +1406,12 @@ class TestWalkChain:
 
     def test_walk_without_time(self, scenarios: dict[str, Scenario]) -> None:
         leaf, intermediates, anchors, _ = scenarios["expired intermediate"]
-        assert pki_chain._walk_chain(leaf, intermediates, TrustSet(anchors), None) is None
-        assert chain_verifies(leaf, intermediates, anchors)
+        assert _walk(leaf, intermediates, anchors, None) is None
+        assert not chain_verifies(leaf, intermediates, anchors)
 
     def test_library_decides_when_it_can(self, issue_cert: Issue, chain: Chain, keys: Keys) -> None:
-        # The walk refuses every name-constrained CA; the library checks the constraints, and
-        # a strong chain never reaches the walk.
+        # The walk does not check name constraints; the library does, for every path it can
+        # judge.
         constraints = x509.NameConstraints(
             permitted_subtrees=[x509.DNSName("example.net")], excluded_subtrees=None
         )
@@ -1388,9 +1420,7 @@ class TestWalkChain:
         )
         inside = issue_cert(keys.p384, "inside.example.net", constrained)
         outside = issue_cert(keys.p384, "outside.example.org", constrained)
-        assert pki_chain._walk_chain(
-            inside.cert, [constrained.cert], TrustSet([chain.root.cert]), None
-        )
+        assert _walk(inside.cert, [constrained.cert], [chain.root.cert], None) is None
         check_leaf(inside.cert, [constrained.cert], [chain.root.cert])
         with pytest.raises(ChainVerificationFailed):
             check_leaf(outside.cert, [constrained.cert], [chain.root.cert])
