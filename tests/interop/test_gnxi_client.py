@@ -33,10 +33,6 @@ from tests.support.cli import SERVER_ID, Lab, wait_until
 from tests.support.target import PASSWORDS
 
 TARGET_NAME = "localhost"
-V1_REFUSED = pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 point 4: a leaf signed by gnxi's X.509 v1 CA is refused (CHAIN_VERIFY_FAILED)",
-)
 ROTATIONS = 8
 
 
@@ -62,7 +58,7 @@ class GnxiClient:
 
 @pytest.fixture(
     scope="module",
-    params=[pytest.param(1, id="v1-ca", marks=V1_REFUSED), pytest.param(3, id="v3-ca")],
+    params=[pytest.param(1, id="v1-ca"), pytest.param(3, id="v3-ca")],
 )
 def gnxi(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
