@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from gnoicert.cli.errors import input_message
 from gnoicert.client.errors import (
     GnoiCertError,
     InputError,
@@ -54,7 +55,9 @@ def explain(exc: BaseException) -> Explanation:
             summary=f"unexpected answer from the target: {exc}",
             hint="the target does not follow the gNOI certificate message order",
         )
-    if isinstance(exc, InputError | GnoiCertError):
+    if isinstance(exc, InputError):
+        return Explanation(summary=input_message(exc), hint="")
+    if isinstance(exc, GnoiCertError):
         return Explanation(summary=str(exc), hint="")
     if isinstance(exc, OSError):
         name = f" {exc.filename}" if exc.filename else ""

@@ -109,7 +109,14 @@ class LocalCA:
         ]
         existing = [name for name in names if (path / name).exists()]
         if existing and not force:
-            raise InputError(f"{path} already holds a CA ({', '.join(existing)}); use --force")
+            files = ", ".join(existing)
+            raise InputError(
+                f"{path} already holds a CA ({files}); pass force=True to replace it",
+                field="force",
+                check="exists",
+                path=str(path),
+                detail=files,
+            )
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
         root_key = _new_key(key_type, key_size)
@@ -199,7 +206,7 @@ class LocalCA:
 
     @property
     def root_pem(self) -> bytes:
-        """The root alone: what a client trusts (--ca-file)."""
+        """The root alone: what a client trusts (ChannelOptions.root_certificates)."""
         return certificates_to_pem([self.root])
 
     @property

@@ -104,7 +104,29 @@ class SignerError(GnoiCertError):
 
 
 class InputError(GnoiCertError, ValueError):
-    """An input file or option the client cannot use (missing, unreadable, wrong format)."""
+    """An input file or option the client cannot use (missing, unreadable, wrong format).
+
+    Structured so a front end can point at its own spelling of the option: `field` is the
+    library's name for it ("ca_file", "key_source", ...), `check` names the rule that failed
+    ("no-pem-certificate", "key-mismatch", ...), `path` the file involved and `detail` the
+    variable part of the message (a subject, a list of files). All are "" when not relevant.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        check: str = "",
+        path: str = "",
+        detail: str = "",
+        target: str = "",
+    ) -> None:
+        super().__init__(message, target=target)
+        self.field = field
+        self.check = check
+        self.path = path
+        self.detail = detail
 
 
 def error_info(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
