@@ -119,12 +119,7 @@ async def run_probe(options: ChannelOptions, probe: Probe | None) -> CheckResult
         )
     except grpc.aio.AioRpcError as exc:
         failure = rpc_failed(exc, target=options.address, rpc="Time" if probe is None else "probe")
-        detail = (
-            f"the target does not implement {failure.rpc}"
-            if failure.code == grpc.StatusCode.UNIMPLEMENTED
-            else str(failure)
-        )
-        return CheckResult(name=name, status="fail", detail=detail)
+        return CheckResult(name=name, status="fail", detail=failure.summary)
     except TimeoutError:
         return CheckResult(
             name=name, status="fail", detail=f"no answer within {options.timeout:g} s"
