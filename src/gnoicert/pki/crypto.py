@@ -18,8 +18,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
+from gnoicert.pki import profiles
 from gnoicert.pki.errors import (
     BadEncoding,
     CsrKeyMismatch,
@@ -371,7 +372,6 @@ def make_self_signed_certificate(
     sans += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
-    rsa_key = isinstance(key, rsa.RSAPrivateKey)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -382,21 +382,8 @@ def make_self_signed_certificate(
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=rsa_key,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(profiles.leaf_key_usage(key.public_key()), critical=True)
+        .add_extension(profiles.extended_key_usage(profiles.SERVER_ONLY), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if sans:
