@@ -24,8 +24,10 @@ def _purposes(certificate: x509.Certificate) -> list[x509.ObjectIdentifier]:
 def test_leaf_key_encipherment_only_for_rsa() -> None:
     rsa_usage = profiles.leaf_key_usage(generate_rsa_key(1024).public_key())
     ec_usage = profiles.leaf_key_usage(ec.generate_private_key(ec.SECP256R1()).public_key())
-    assert rsa_usage.key_encipherment and not ec_usage.key_encipherment
-    assert rsa_usage.digital_signature and not rsa_usage.key_cert_sign
+    assert rsa_usage.key_encipherment
+    assert not ec_usage.key_encipherment
+    assert rsa_usage.digital_signature
+    assert not rsa_usage.key_cert_sign
 
 
 def test_the_factory_certificate_serves_tls_only() -> None:
