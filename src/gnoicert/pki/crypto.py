@@ -6,6 +6,7 @@ asyncio.to_thread. Error messages name subjects, IDs and fingerprints, never key
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import re
@@ -66,6 +67,16 @@ class CsrSubject:
     organizational_unit: str = ""
     ip_address: str = ""
     email_id: str = ""
+
+
+CSR_SUBJECT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CsrSubject))
+"""The subject field names, in order; also the names CSRParams and the client use."""
+
+
+def subject_fields(source: object) -> dict[str, str]:
+    """The CSR subject fields read by name from anything that carries them (a CsrSubject or a
+    subclass, a CSRParams message, parsed command-line arguments): the one field-by-field map."""
+    return {name: getattr(source, name) for name in CSR_SUBJECT_FIELDS}
 
 
 def validate_certificate_id(cert_id: str) -> str:
