@@ -296,7 +296,7 @@ async def _lifecycle(
             (workdir / "operator.pem").write_bytes(signed.certificate_pem + signed.chain_pem)
             out.append(f"{ca.info().root_subject}; operator certificate CN={DEMO_USER}")
 
-        server_csr = CsrParams(common_name="localhost", ip_address="127.0.0.1", key_size=2048)
+        server_csr = CsrParams(common_name="localhost", ip_address="127.0.0.1")
         with narrator.step(
             f"install '{SERVER_CERT_ID}' (target-generated CSR) with the first CA bundle"
         ) as out:

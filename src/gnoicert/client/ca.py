@@ -32,6 +32,7 @@ from cryptography.x509.oid import NameOID
 from gnoicert.client.certinfo import key_description, load_csr
 from gnoicert.client.errors import InputError, SignerError
 from gnoicert.client.models import CaInfo, SignedCertificate
+from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE
 from gnoicert.pki import profiles
 from gnoicert.pki.crypto import (
     PrivateKey,
@@ -53,7 +54,7 @@ INTERMEDIATE_KEY_FILE = "intermediate.key"
 BUNDLE_FILE = "bundle.pem"
 DEFAULT_LEAF_DAYS = 365
 DEFAULT_CA_DAYS = 3650
-DEFAULT_CA_RSA_BITS = 2048
+DEFAULT_CA_RSA_BITS = DEFAULT_RSA_KEY_SIZE
 DEFAULT_CA_NAME = "gnoicert local CA"
 _BACKDATE = dt.timedelta(minutes=5)
 

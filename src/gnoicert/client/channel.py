@@ -19,9 +19,8 @@ from cryptography.hazmat.primitives import serialization
 
 from gnoicert.client.errors import InputError
 from gnoicert.common.address import format_host_port, parse_host_port
+from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_TIMEOUT_S
 
-DEFAULT_PORT = 9339
-DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_STREAM_TIMEOUT_S = 600.0
 # gRPC servers refuse pings more often than every 5 minutes by default (GOAWAY too_many_pings):
 # a shorter default would break long Rotate streams against stock servers.

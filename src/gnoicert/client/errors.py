@@ -60,7 +60,7 @@ class RpcFailed(GnoiCertError):
         self.details = details
         self.reason = reason
         self.domain = domain
-        self.rpc = rpc
+        self.rpc = str(rpc)  # a plain str, also when given a CertRpc member
         label = f"{code.name} ({reason})" if reason else code.name
         where = f"{rpc} " if rpc else ""
         super().__init__(f"{where}failed: {label}: {details}", target=target)

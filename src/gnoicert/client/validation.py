@@ -21,6 +21,7 @@ from gnoicert.client.channel import ChannelOptions, Metadata, open_channel
 from gnoicert.client.errors import rpc_failed
 from gnoicert.client.models import CheckResult, Probe
 from gnoicert.client.tlsprobe import fetch_served_certificate
+from gnoicert.common.rpc import SystemRpc
 from gnoicert.proto import system_pb2, system_pb2_grpc
 
 
@@ -118,7 +119,9 @@ async def run_probe(options: ChannelOptions, probe: Probe | None) -> CheckResult
             (probe or system_time_probe)(channel, options.metadata()), timeout=options.timeout
         )
     except grpc.aio.AioRpcError as exc:
-        failure = rpc_failed(exc, target=options.address, rpc="Time" if probe is None else "probe")
+        failure = rpc_failed(
+            exc, target=options.address, rpc=SystemRpc.TIME if probe is None else "probe"
+        )
         return CheckResult(name=name, status="fail", detail=failure.summary)
     except TimeoutError:
         return CheckResult(

@@ -21,6 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from gnoicert.common.constants import CA_BUNDLE_ID as CA_BUNDLE_ID
+from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE as DEFAULT_RSA_KEY_SIZE
+from gnoicert.common.constants import SUPPORTED_RSA_KEY_SIZES as SUPPORTED_RSA_KEY_SIZES
 from gnoicert.pki import profiles
 from gnoicert.pki.errors import (
     BadEncoding,
@@ -30,10 +33,6 @@ from gnoicert.pki.errors import (
     KeyMismatch,
     UnsupportedKey,
 )
-
-CA_BUNDLE_ID = "gnoi-ca-bundle"
-SUPPORTED_RSA_KEY_SIZES: tuple[int, ...] = (1024, 2048, 3072, 4096)
-DEFAULT_RSA_KEY_SIZE = 2048
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey

@@ -8,12 +8,12 @@ import pytest
 
 from gnoicert.client.ca import LocalCA
 from gnoicert.client.channel import (
-    DEFAULT_PORT,
     ChannelOptions,
     channel_arguments,
     parse_target,
 )
 from gnoicert.client.errors import InputError
+from gnoicert.common.constants import DEFAULT_PORT
 from tests.unit.conftest import Identity, write
 
 
