@@ -266,7 +266,7 @@ def cmd_ca_sign(args: argparse.Namespace) -> IssuedCertificate:
         raise InputError(f"{args.csr_file}: {exc}") from None
     signed = ca.sign_csr(csr_pem, days=args.days)
     if args.out:
-        Path(args.out).write_bytes(signed.certificate_pem + signed.chain_pem)
+        write_public_file(Path(args.out), signed.certificate_pem + signed.chain_pem, replace=True)
     return _issued(signed.certificate_pem, signed.chain_pem, args.out)
 
 

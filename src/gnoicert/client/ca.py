@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -33,6 +32,7 @@ from gnoicert.client.certinfo import key_description, load_csr
 from gnoicert.client.errors import InputError, SignerError
 from gnoicert.client.models import CaInfo, SignedCertificate
 from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE
+from gnoicert.common.files import PRIVATE_MODE, PUBLIC_MODE, write_atomic
 from gnoicert.pki import profiles
 from gnoicert.pki.crypto import (
     PrivateKey,
@@ -391,32 +391,25 @@ def _read_key(path: Path) -> PrivateKey:
 
 
 def write_private_file(path: Path, data: bytes, *, replace: bool = False) -> None:
-    """Write a secret 0600 from the start (never briefly world-readable).
+    """Write a secret 0600 from the start (never briefly world-readable), atomically and
+    durably (common/files.py).
 
     Without `replace` an existing file is an error; with it the file is swapped atomically.
     """
-    _write(path, data, 0o600, replace=replace)
+    _write(path, data, PRIVATE_MODE, replace=replace)
 
 
 def write_public_file(path: Path, data: bytes, *, replace: bool = False) -> None:
     """Write a certificate (0644); see write_private_file."""
-    _write(path, data, 0o644, replace=replace)
+    _write(path, data, PUBLIC_MODE, replace=replace)
 
 
 def _write(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
-    target = path if not replace else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        write_atomic(path, data, mode=mode, exclusive=not replace)
     except FileExistsError:
-        raise InputError(f"{target} already exists") from None
+        raise InputError(f"{path} already exists", check="exists", path=str(path)) from None
     except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        if replace:
-            os.replace(target, path)
-    except BaseException:
-        if replace:
-            target.unlink(missing_ok=True)
-        raise
+        raise InputError(
+            f"cannot write {path}: {exc.strerror or exc}", check="unwritable", path=str(path)
+        ) from None
