@@ -122,12 +122,7 @@ class LocalCA:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
         root_key = _new_key(key_type, key_size)
-        root_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gnoicert"),
-            ]
-        )
+        root_name = _ca_name(common_name)
         root = _ca_certificate(
             root_name,
             root_key.public_key(),
@@ -141,12 +136,7 @@ class LocalCA:
         inter_key: PrivateKey | None = None
         if intermediate:
             inter_key = _new_key(key_type, key_size)
-            inter_name = x509.Name(
-                [
-                    x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name} intermediate"),
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gnoicert"),
-                ]
-            )
+            inter_name = _ca_name(f"{common_name} intermediate")
             inter = _ca_certificate(
                 inter_name,
                 inter_key.public_key(),
@@ -317,6 +307,15 @@ class LocalCA:
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _ca_name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gnoicert"),
+        ]
+    )
 
 
 def _new_key(key_type: CaKeyType, key_size: int) -> PrivateKey:

@@ -55,16 +55,7 @@ async def check_served(options: ChannelOptions, expected_fingerprint: str) -> Ch
     if options.insecure:
         return CheckResult(name=name, status="skip", detail="plaintext channel: no certificate")
     try:
-        der = await asyncio.to_thread(
-            fetch_served_certificate,
-            options.host,
-            options.port,
-            server_name=options.server_name,
-            trust_pem=options.root_certificates,
-            client_certificate=options.client_certificate,
-            client_key=options.client_key,
-            timeout=options.timeout,
-        )
+        der = await _served_certificate(options, verify=True)
     except ssl.SSLCertVerificationError as exc:
         seen = await _unverified_fingerprint(options)
         return CheckResult(
@@ -87,18 +78,24 @@ async def check_served(options: ChannelOptions, expected_fingerprint: str) -> Ch
     )
 
 
+async def _served_certificate(options: ChannelOptions, *, verify: bool) -> bytes:
+    """DER of what a new TLS connection with these options gets (off the event loop)."""
+    return await asyncio.to_thread(
+        fetch_served_certificate,
+        options.host,
+        options.port,
+        server_name=options.server_name,
+        trust_pem=options.root_certificates,
+        verify=verify,
+        client_certificate=options.client_certificate,
+        client_key=options.client_key,
+        timeout=options.timeout,
+    )
+
+
 async def _unverified_fingerprint(options: ChannelOptions) -> str:
     try:
-        der = await asyncio.to_thread(
-            fetch_served_certificate,
-            options.host,
-            options.port,
-            server_name=options.server_name,
-            verify=False,
-            client_certificate=options.client_certificate,
-            client_key=options.client_key,
-            timeout=options.timeout,
-        )
+        der = await _served_certificate(options, verify=False)
     except (ssl.SSLError, OSError):
         return "unknown"
     return hashlib.sha256(der).hexdigest()
