@@ -23,6 +23,7 @@ if _typing.TYPE_CHECKING:
     from gnoicert.client.ca import LocalCA
     from gnoicert.client.channel import ChannelOptions
     from gnoicert.client.errors import (
+        FailureKind,
         GnoiCertError,
         InputError,
         PreflightFailed,
@@ -87,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "GnoiCertError": "gnoicert.client.errors",
     "RpcFailed": "gnoicert.client.errors",
     "RotateAborted": "gnoicert.client.errors",
+    "FailureKind": "gnoicert.client.errors",
     "ValidationFailed": "gnoicert.client.errors",
     "PreflightFailed": "gnoicert.client.errors",
     "ProtocolError": "gnoicert.client.errors",
@@ -129,6 +131,7 @@ __all__ = (
     "GnoiCertError",
     "RpcFailed",
     "RotateAborted",
+    "FailureKind",
     "ValidationFailed",
     "PreflightFailed",
     "ProtocolError",

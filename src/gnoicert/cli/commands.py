@@ -39,7 +39,7 @@ from gnoicert.client.models import (
 )
 from gnoicert.client.signer import ExternalCommandSigner, Signer
 from gnoicert.client.workflows import CertClient
-from gnoicert.pki.crypto import fingerprint, load_certificates
+from gnoicert.pki.crypto import fingerprint, load_certificates, subject_fields
 from gnoicert.pki.errors import BadEncoding
 
 
@@ -88,18 +88,7 @@ def channel_options(args: argparse.Namespace) -> ChannelOptions:
 
 
 def csr_params(args: argparse.Namespace) -> CsrParams:
-    return CsrParams(
-        common_name=args.common_name,
-        country=args.country,
-        state=args.state,
-        city=args.city,
-        organization=args.organization,
-        organizational_unit=args.organizational_unit,
-        ip_address=args.ip_address,
-        email_id=args.email_id,
-        key_type=args.key_type,
-        key_size=args.key_size,
-    )
+    return CsrParams(**subject_fields(args), key_type=args.key_type, key_size=args.key_size)
 
 
 def make_signer(args: argparse.Namespace) -> Signer:
@@ -277,7 +266,7 @@ def cmd_ca_sign(args: argparse.Namespace) -> IssuedCertificate:
         raise InputError(f"{args.csr_file}: {exc}") from None
     signed = ca.sign_csr(csr_pem, days=args.days)
     if args.out:
-        Path(args.out).write_bytes(signed.certificate_pem + signed.chain_pem)
+        write_public_file(Path(args.out), signed.certificate_pem + signed.chain_pem, replace=True)
     return _issued(signed.certificate_pem, signed.chain_pem, args.out)
 
 

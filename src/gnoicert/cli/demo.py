@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
-from gnoicert.client.ca import LocalCA, write_private_file
+from gnoicert.client.ca import LocalCA, write_private_file, write_public_file
 from gnoicert.client.channel import ChannelOptions
 from gnoicert.client.errors import GnoiCertError, RpcFailed
 from gnoicert.client.models import (
@@ -276,7 +276,7 @@ async def _lifecycle(
                 fetch_served_certificate, host, int(port), verify=False, timeout=timeout
             )
             factory_pem = ssl.DER_cert_to_PEM_cert(der).encode("ascii")
-            (workdir / "factory.pem").write_bytes(factory_pem)
+            write_public_file(workdir / "factory.pem", factory_pem)
             out.append(f"factory certificate sha256 {hashlib.sha256(der).hexdigest()}")
             factory = ChannelOptions(
                 target=address,
@@ -293,10 +293,10 @@ async def _lifecycle(
             ca = LocalCA.init(workdir / "ca", intermediate=True, key_type="ecdsa")
             key_pem, signed = ca.issue(DEMO_USER, key_type="ecdsa")
             write_private_file(workdir / "operator.key", key_pem)
-            (workdir / "operator.pem").write_bytes(signed.certificate_pem + signed.chain_pem)
+            write_public_file(workdir / "operator.pem", signed.certificate_pem + signed.chain_pem)
             out.append(f"{ca.info().root_subject}; operator certificate CN={DEMO_USER}")
 
-        server_csr = CsrParams(common_name="localhost", ip_address="127.0.0.1", key_size=2048)
+        server_csr = CsrParams(common_name="localhost", ip_address="127.0.0.1")
         with narrator.step(
             f"install '{SERVER_CERT_ID}' (target-generated CSR) with the first CA bundle"
         ) as out:

@@ -1,8 +1,7 @@
-"""Errors a person understands: what went wrong in plain words, and the option that fixes it.
+"""Errors a person understands: the library's plain-words summary, and the option that fixes it.
 
-grpcio reports every connection-level failure as UNAVAILABLE with the C-core message in the
-details; the patterns below are the ones grpcio 1.8x produces (see docs/platform-notes.md: a client
-refused by mutual TLS only sees "Socket closed" under TLS 1.3).
+The library classifies RPC failures (`RpcFailed.kind`, client/errors.py) and words them
+(`RpcFailed.summary`); this module adds the hint, which names the command's flags.
 """
 
 from __future__ import annotations
@@ -11,12 +10,13 @@ from dataclasses import dataclass
 
 import grpc
 
+from gnoicert.cli.errors import input_message
 from gnoicert.client.errors import (
+    FailureKind,
     GnoiCertError,
     InputError,
     PreflightFailed,
     ProtocolError,
-    RotateAborted,
     RpcFailed,
     SignerError,
     ValidationFailed,
@@ -54,7 +54,9 @@ def explain(exc: BaseException) -> Explanation:
             summary=f"unexpected answer from the target: {exc}",
             hint="the target does not follow the gNOI certificate message order",
         )
-    if isinstance(exc, InputError | GnoiCertError):
+    if isinstance(exc, InputError):
+        return Explanation(summary=input_message(exc), hint="")
+    if isinstance(exc, GnoiCertError):
         return Explanation(summary=str(exc), hint="")
     if isinstance(exc, OSError):
         name = f" {exc.filename}" if exc.filename else ""
@@ -62,90 +64,38 @@ def explain(exc: BaseException) -> Explanation:
     return Explanation(summary=f"{type(exc).__name__}: {exc}", hint="")
 
 
+# The option that fixes each kind of failure; the plain-words summary is the library's.
+_HINTS: dict[FailureKind, str] = {
+    FailureKind.ROLLED_BACK: "the target rolled the certificate back; it still serves the old one",
+    FailureKind.CONNECTION_REFUSED: "is the target running, and listening on that address and "
+    "port (--target)?",
+    FailureKind.NAME_MISMATCH: "pass --server-name with a DNS name from the target "
+    "certificate's SANs",
+    FailureKind.UNTRUSTED_SERVER: "pass --ca-file with the CA (or factory certificate) that "
+    "issued the target's certificate",
+    FailureKind.NOT_TLS: "the target may serve plaintext; use --insecure only if that is intended",
+    FailureKind.CONNECTION_CLOSED: "the server may require a client certificate from its CA "
+    "bundle (mutual TLS): pass --cert and --key signed by a CA in that bundle",
+    FailureKind.NO_ANSWER: "check the address and the network path; raise --timeout if it is slow",
+    FailureKind.UNAVAILABLE: "check --target and the network path",
+    FailureKind.UNAUTHENTICATED: "check --username and the password (--password-env VAR or "
+    "--password-file FILE), or the client certificate (--cert/--key)",
+    FailureKind.PERMISSION_DENIED: "this user's role does not allow the operation; use an "
+    "account with the admin role",
+    FailureKind.UNSUPPORTED_KEY: "use --key-source client (this client makes the key) or "
+    "another --key-size",
+    FailureKind.UNIMPLEMENTED: "this device does not support that gNOI operation",
+    FailureKind.DEADLINE: "raise --timeout, or check that the target is not overloaded",
+}
+
+_HINTS_BY_CODE: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.ALREADY_EXISTS: "use rotate to replace an existing certificate",
+    grpc.StatusCode.NOT_FOUND: "use install for a new certificate ID",
+}
+
+
 def _explain_rpc(exc: RpcFailed) -> Explanation:
-    target = exc.target or "the target"
-    details = exc.details
-    lowered = details.lower()
-    summary = str(exc)
-    if isinstance(exc, RotateAborted):
-        return Explanation(
-            summary=summary,
-            hint="the target rolled the certificate back; it still serves the old one",
-        )
-    code = exc.code
-    if code == grpc.StatusCode.UNAVAILABLE:
-        if "connection refused" in lowered:
-            return Explanation(
-                summary=f"connection refused by {target}",
-                hint="is the target running, and listening on that address and port (--target)?",
-            )
-        if "hostname verification" in lowered or "no match found for server name" in lowered:
-            return Explanation(
-                summary=f"TLS name mismatch: the certificate of {target} does not name the "
-                "address dialled",
-                hint="pass --server-name with a DNS name from the target certificate's SANs",
-            )
-        if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
-            return Explanation(
-                summary=f"untrusted server: the certificate of {target} does not chain to the "
-                "trusted CAs",
-                hint="pass --ca-file with the CA (or factory certificate) that issued the "
-                "target's certificate",
-            )
-        if "wrong_version_number" in lowered:
-            return Explanation(
-                summary=f"{target} did not answer TLS",
-                hint="the target may serve plaintext; use --insecure only if that is intended",
-            )
-        if "socket closed" in lowered or "connection reset" in lowered:
-            return Explanation(
-                summary=f"{target} closed the connection right after connecting",
-                hint="the server may require a client certificate from its CA bundle "
-                "(mutual TLS): pass --cert and --key signed by a CA in that bundle",
-            )
-        if "deadline" in lowered or "timed out" in lowered:
-            return Explanation(
-                summary=f"{target} did not answer in time",
-                hint="check the address and the network path; raise --timeout if it is slow",
-            )
-        return Explanation(summary=summary, hint="check --target and the network path")
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return Explanation(
-            summary=f"authentication failed on {target}: {details}",
-            hint="check --username and the password (--password-env VAR or --password-file "
-            "FILE), or the client certificate (--cert/--key)",
-        )
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return Explanation(
-            summary=f"not allowed on {target}: {details}",
-            hint="this user's role does not allow the operation; use an account with the "
-            "admin role",
-        )
-    if code == grpc.StatusCode.UNIMPLEMENTED:
-        what = exc.rpc or "this RPC"
-        if exc.reason == "UNSUPPORTED_KEY":
-            return Explanation(
-                summary=f"{target} cannot generate that key: {details}",
-                hint="use --key-source client (this client makes the key) or another --key-size",
-            )
-        return Explanation(
-            summary=f"the target does not implement {what}",
-            hint="this device does not support that gNOI operation",
-        )
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return Explanation(
-            summary=f"{target} did not answer within the deadline",
-            hint="raise --timeout, or check that the target is not overloaded",
-        )
-    if code == grpc.StatusCode.ALREADY_EXISTS:
-        return Explanation(summary=summary, hint="use rotate to replace an existing certificate")
-    if code == grpc.StatusCode.NOT_FOUND:
-        return Explanation(summary=summary, hint="use install for a new certificate ID")
-    if code == grpc.StatusCode.ABORTED:
-        return Explanation(
-            summary=summary,
-            hint="another operation holds that certificate ID or the CA bundle; retry later"
-            if exc.reason == "OPERATION_IN_PROGRESS"
-            else "",
-        )
-    return Explanation(summary=summary, hint="")
+    hint = _HINTS.get(exc.kind) or _HINTS_BY_CODE.get(exc.code, "")
+    if exc.code == grpc.StatusCode.ABORTED and exc.reason == "OPERATION_IN_PROGRESS":
+        hint = "another operation holds that certificate ID or the CA bundle; retry later"
+    return Explanation(summary=exc.summary, hint=hint)

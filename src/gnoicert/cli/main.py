@@ -20,14 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from gnoicert import __version__
+from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_VALIDATION = 3
 EXIT_INTERRUPTED = 130
-
-DEFAULT_TIMEOUT_S = 10.0  # mirrors channel.DEFAULT_TIMEOUT_S without importing grpc
 
 
 class ArgsFileParser(argparse.ArgumentParser):
@@ -185,8 +184,8 @@ def _csr_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--key-size",
         type=_positive_int,
-        default=2048,
-        help="RSA key size (the minimum asked of the target); default 2048",
+        default=DEFAULT_RSA_KEY_SIZE,
+        help=f"RSA key size (the minimum asked of the target); default {DEFAULT_RSA_KEY_SIZE}",
     )
 
 
@@ -307,7 +306,7 @@ def build_parser() -> ArgsFileParser:
     load_ca.add_argument("bundle_file", metavar="BUNDLE_FILE")
 
     can = command("can-generate-csr", "ask whether the target can generate a CSR")
-    can.add_argument("--key-size", type=_positive_int, default=2048)
+    can.add_argument("--key-size", type=_positive_int, default=DEFAULT_RSA_KEY_SIZE)
 
     command("time", "the target's clock (System/Time); a quick reachability check")
 
@@ -325,7 +324,9 @@ def build_parser() -> ArgsFileParser:
         "--intermediate", action="store_true", help="issue through an intermediate CA"
     )
     ca_init.add_argument("--key-type", choices=("rsa", "ecdsa"), default="rsa")
-    ca_init.add_argument("--key-size", type=_positive_int, default=2048, help="RSA key size")
+    ca_init.add_argument(
+        "--key-size", type=_positive_int, default=DEFAULT_RSA_KEY_SIZE, help="RSA key size"
+    )
     ca_init.add_argument("--common-name", "--cn", dest="common_name", default="gnoicert local CA")
     ca_init.add_argument("--days", type=_positive_int, default=3650)
     ca_init.add_argument("--force", action="store_true", help="replace an existing CA")

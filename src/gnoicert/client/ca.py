@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -27,11 +26,14 @@ from typing import Literal, TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from gnoicert.client.certinfo import key_description, load_csr
 from gnoicert.client.errors import InputError, SignerError
 from gnoicert.client.models import CaInfo, SignedCertificate
+from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE
+from gnoicert.common.files import PRIVATE_MODE, PUBLIC_MODE, write_atomic
+from gnoicert.pki import profiles
 from gnoicert.pki.crypto import (
     PrivateKey,
     certificates_to_pem,
@@ -52,7 +54,7 @@ INTERMEDIATE_KEY_FILE = "intermediate.key"
 BUNDLE_FILE = "bundle.pem"
 DEFAULT_LEAF_DAYS = 365
 DEFAULT_CA_DAYS = 3650
-DEFAULT_CA_RSA_BITS = 2048
+DEFAULT_CA_RSA_BITS = DEFAULT_RSA_KEY_SIZE
 DEFAULT_CA_NAME = "gnoicert local CA"
 _BACKDATE = dt.timedelta(minutes=5)
 
@@ -109,16 +111,18 @@ class LocalCA:
         ]
         existing = [name for name in names if (path / name).exists()]
         if existing and not force:
-            raise InputError(f"{path} already holds a CA ({', '.join(existing)}); use --force")
+            files = ", ".join(existing)
+            raise InputError(
+                f"{path} already holds a CA ({files}); pass force=True to replace it",
+                field="force",
+                check="exists",
+                path=str(path),
+                detail=files,
+            )
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
         root_key = _new_key(key_type, key_size)
-        root_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gnoicert"),
-            ]
-        )
+        root_name = _ca_name(common_name)
         root = _ca_certificate(
             root_name,
             root_key.public_key(),
@@ -132,12 +136,7 @@ class LocalCA:
         inter_key: PrivateKey | None = None
         if intermediate:
             inter_key = _new_key(key_type, key_size)
-            inter_name = x509.Name(
-                [
-                    x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name} intermediate"),
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gnoicert"),
-                ]
-            )
+            inter_name = _ca_name(f"{common_name} intermediate")
             inter = _ca_certificate(
                 inter_name,
                 inter_key.public_key(),
@@ -199,7 +198,7 @@ class LocalCA:
 
     @property
     def root_pem(self) -> bytes:
-        """The root alone: what a client trusts (--ca-file)."""
+        """The root alone: what a client trusts (ChannelOptions.root_certificates)."""
         return certificates_to_pem([self.root])
 
     @property
@@ -300,32 +299,23 @@ class LocalCA:
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .add_extension(profiles.leaf_key_usage(public_key), critical=True)
+            .add_extension(profiles.extended_key_usage(profiles.SERVER_AND_CLIENT), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(_authority_key_id(issuer), critical=False)
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _ca_name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gnoicert"),
+        ]
+    )
 
 
 def _new_key(key_type: CaKeyType, key_size: int) -> PrivateKey:
@@ -367,20 +357,7 @@ def _ca_certificate(
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(profiles.ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
     if issuer_certificate is not None:
@@ -413,32 +390,25 @@ def _read_key(path: Path) -> PrivateKey:
 
 
 def write_private_file(path: Path, data: bytes, *, replace: bool = False) -> None:
-    """Write a secret 0600 from the start (never briefly world-readable).
+    """Write a secret 0600 from the start (never briefly world-readable), atomically and
+    durably (common/files.py).
 
     Without `replace` an existing file is an error; with it the file is swapped atomically.
     """
-    _write(path, data, 0o600, replace=replace)
+    _write(path, data, PRIVATE_MODE, replace=replace)
 
 
 def write_public_file(path: Path, data: bytes, *, replace: bool = False) -> None:
     """Write a certificate (0644); see write_private_file."""
-    _write(path, data, 0o644, replace=replace)
+    _write(path, data, PUBLIC_MODE, replace=replace)
 
 
 def _write(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
-    target = path if not replace else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        write_atomic(path, data, mode=mode, exclusive=not replace)
     except FileExistsError:
-        raise InputError(f"{target} already exists") from None
+        raise InputError(f"{path} already exists", check="exists", path=str(path)) from None
     except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        if replace:
-            os.replace(target, path)
-    except BaseException:
-        if replace:
-            target.unlink(missing_ok=True)
-        raise
+        raise InputError(
+            f"cannot write {path}: {exc.strerror or exc}", check="unwritable", path=str(path)
+        ) from None

@@ -7,7 +7,6 @@ against can be overridden (`server_name`); plaintext happens only with `insecure
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,9 +18,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from gnoicert.client.errors import InputError
+from gnoicert.common.address import format_host_port, parse_host_port
+from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_TIMEOUT_S
 
-DEFAULT_PORT = 9339
-DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_STREAM_TIMEOUT_S = 600.0
 # gRPC servers refuse pings more often than every 5 minutes by default (GOAWAY too_many_pings):
 # a shorter default would break long Rotate streams against stock servers.
@@ -63,7 +62,11 @@ class ChannelOptions:
         if self.keepalive_s < 0:
             raise InputError("keepalive must be zero (off) or positive")
         if self.insecure and self.client_certificate is not None:
-            raise InputError("a client certificate needs TLS; drop --insecure")
+            raise InputError(
+                "a client certificate needs TLS; it cannot be used with insecure=True",
+                field="insecure",
+                check="tls-required",
+            )
         if self.root_certificates is not None:
             check_root_certificates(self.root_certificates)
         if self.client_certificate is not None and self.client_key is not None:
@@ -88,11 +91,15 @@ class ChannelOptions:
         """Options with the TLS material read from PEM files (read once, here)."""
         return cls(
             target=target,
-            root_certificates=read_pem_file(ca_file, "CA file") if ca_file else None,
-            client_certificate=read_pem_file(cert_file, "client certificate")
+            root_certificates=read_pem_file(ca_file, "CA file", field="ca_file")
+            if ca_file
+            else None,
+            client_certificate=read_pem_file(cert_file, "client certificate", field="cert_file")
             if cert_file
             else None,
-            client_key=read_pem_file(key_file, "client key") if key_file else None,
+            client_key=read_pem_file(key_file, "client key", field="key_file")
+            if key_file
+            else None,
             server_name=server_name or None,
             username=username or None,
             password=password,
@@ -113,7 +120,7 @@ class ChannelOptions:
     @property
     def address(self) -> str:
         """host:port as gRPC dials it (IPv6 in brackets)."""
-        return format_address(self.host, self.port)
+        return format_host_port(self.host, self.port)
 
     @property
     def verify_name(self) -> str:
@@ -137,7 +144,11 @@ def check_root_certificates(root_pem: bytes) -> None:
     try:
         x509.load_pem_x509_certificates(root_pem)
     except ValueError:
-        raise InputError("the CA file (--ca-file) holds no usable PEM certificate") from None
+        raise InputError(
+            "the CA file holds no usable PEM certificate",
+            field="root_certificates",
+            check="no-pem-certificate",
+        ) from None
 
 
 def check_client_identity(certificate_pem: bytes, key_pem: bytes) -> None:
@@ -150,7 +161,9 @@ def check_client_identity(certificate_pem: bytes, key_pem: bytes) -> None:
         leaf = x509.load_pem_x509_certificates(certificate_pem)[0]
     except ValueError:
         raise InputError(
-            "the client certificate (--cert) holds no usable PEM certificate"
+            "the client certificate holds no usable PEM certificate",
+            field="client_certificate",
+            check="no-pem-certificate",
         ) from None
     try:
         # Only the public half is compared; grpcio checks the key itself when it loads it.
@@ -159,14 +172,21 @@ def check_client_identity(certificate_pem: bytes, key_pem: bytes) -> None:
         )
     except TypeError:
         raise InputError(
-            "the client key (--key) is encrypted; gRPC needs an unencrypted PEM key"
+            "the client key is encrypted; gRPC needs an unencrypted PEM key",
+            field="client_key",
+            check="encrypted-key",
         ) from None
     except (ValueError, UnsupportedAlgorithm):
-        raise InputError("the client key (--key) is not a usable PEM private key") from None
-    if key.public_key() != leaf.public_key():
         raise InputError(
-            "the client key (--key) is not the key of the client certificate (--cert), "
-            f"{leaf.subject.rfc4514_string()}"
+            "the client key is not a usable PEM private key", field="client_key", check="not-a-key"
+        ) from None
+    if key.public_key() != leaf.public_key():
+        subject = leaf.subject.rfc4514_string()
+        raise InputError(
+            f"the client key is not the key of the client certificate, {subject}",
+            field="client_key",
+            check="key-mismatch",
+            detail=subject,
         )
 
 
@@ -174,49 +194,30 @@ def parse_target(target: str) -> tuple[str, int]:
     """(host, port) from "host:port", "[v6]:port", "host" or a bare IPv6 address."""
     text = target.strip()
     if not text:
-        raise InputError("no target: give --target HOST:PORT")
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise InputError(f"bad target {target!r}: missing ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise InputError(f"bad target {target!r}")
-        port_text = rest[1:] if rest else ""
-    elif text.count(":") > 1:
-        host, port_text = text, ""
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise InputError(f"bad target {target!r}: no host")
-    if not port_text:
-        return host, DEFAULT_PORT
+        raise InputError("no target given (HOST:PORT)", field="target", check="missing")
     try:
-        port = int(port_text)
-    except ValueError:
-        raise InputError(f"bad target {target!r}: port {port_text!r} is not a number") from None
-    if not 0 < port < 65536:
-        raise InputError(f"bad target {target!r}: port {port} is out of range")
-    return host, port
+        return parse_host_port(text, default_port=DEFAULT_PORT)
+    except ValueError as exc:
+        raise InputError(
+            f"bad target {target!r}: {exc}", field="target", check="bad-address", detail=str(exc)
+        ) from None
 
 
-def format_address(host: str, port: int) -> str:
-    try:
-        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
-            return f"[{host}]:{port}"
-    except ValueError:
-        pass
-    return f"{host}:{port}"
-
-
-def read_pem_file(path: str | Path, what: str) -> bytes:
+def read_pem_file(path: str | Path, what: str, *, field: str = "") -> bytes:
     """Read a PEM file, with an InputError a person understands when it is missing or empty."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+        raise InputError(
+            f"cannot read the {what} {path}: {exc.strerror or exc}",
+            field=field,
+            check="unreadable",
+            path=str(path),
+        ) from None
     if b"-----BEGIN" not in data:
-        raise InputError(f"the {what} {path} holds no PEM data")
+        raise InputError(
+            f"the {what} {path} holds no PEM data", field=field, check="no-pem", path=str(path)
+        )
     return data
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import grpc
@@ -59,14 +60,103 @@ class RpcFailed(GnoiCertError):
         self.details = details
         self.reason = reason
         self.domain = domain
-        self.rpc = rpc
+        self.rpc = str(rpc)  # a plain str, also when given a CertRpc member
         label = f"{code.name} ({reason})" if reason else code.name
         where = f"{rpc} " if rpc else ""
         super().__init__(f"{where}failed: {label}: {details}", target=target)
 
+    @property
+    def kind(self) -> FailureKind:
+        """What went wrong, classified from the status code and grpcio's details text."""
+        return failure_kind(self)
+
+    @property
+    def summary(self) -> str:
+        """The failure in plain words (names the target, not any option that would fix it)."""
+        return failure_summary(self)
+
 
 class RotateAborted(RpcFailed):
     """The Rotate stream ended with an error after the load: the target rolled back."""
+
+
+class FailureKind(StrEnum):
+    """The RPC failures a person can act on; OTHER is everything else (see `details`)."""
+
+    CONNECTION_REFUSED = "connection-refused"
+    NAME_MISMATCH = "name-mismatch"
+    UNTRUSTED_SERVER = "untrusted-server"
+    NOT_TLS = "not-tls"
+    CONNECTION_CLOSED = "connection-closed"
+    NO_ANSWER = "no-answer"
+    UNAVAILABLE = "unavailable"
+    UNAUTHENTICATED = "unauthenticated"
+    PERMISSION_DENIED = "permission-denied"
+    UNSUPPORTED_KEY = "unsupported-key"
+    UNIMPLEMENTED = "unimplemented"
+    DEADLINE = "deadline"
+    ROLLED_BACK = "rolled-back"
+    OTHER = "other"
+
+
+# grpcio reports every connection-level failure as UNAVAILABLE with the C-core message in the
+# details; these are the texts grpcio 1.8x produces (docs/platform-notes.md: a client refused by
+# mutual TLS only sees "Socket closed" under TLS 1.3). First match wins.
+_UNAVAILABLE_PATTERNS: tuple[tuple[tuple[str, ...], FailureKind], ...] = (
+    (("connection refused",), FailureKind.CONNECTION_REFUSED),
+    (("hostname verification", "no match found for server name"), FailureKind.NAME_MISMATCH),
+    (
+        ("certificate_verify_failed", "certificate verify failed"),
+        FailureKind.UNTRUSTED_SERVER,
+    ),
+    (("wrong_version_number",), FailureKind.NOT_TLS),
+    (("socket closed", "connection reset"), FailureKind.CONNECTION_CLOSED),
+    (("deadline", "timed out"), FailureKind.NO_ANSWER),
+)
+
+_KIND_OF_CODE: dict[grpc.StatusCode, FailureKind] = {
+    grpc.StatusCode.UNAUTHENTICATED: FailureKind.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED: FailureKind.PERMISSION_DENIED,
+    grpc.StatusCode.UNIMPLEMENTED: FailureKind.UNIMPLEMENTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED: FailureKind.DEADLINE,
+}
+
+
+def failure_kind(exc: RpcFailed) -> FailureKind:
+    """Classify an RPC failure (the basis of `summary` and of a front end's hints)."""
+    if isinstance(exc, RotateAborted):
+        return FailureKind.ROLLED_BACK
+    if exc.code == grpc.StatusCode.UNAVAILABLE:
+        lowered = exc.details.lower()
+        for patterns, kind in _UNAVAILABLE_PATTERNS:
+            if any(pattern in lowered for pattern in patterns):
+                return kind
+        return FailureKind.UNAVAILABLE
+    if exc.code == grpc.StatusCode.UNIMPLEMENTED and exc.reason == "UNSUPPORTED_KEY":
+        return FailureKind.UNSUPPORTED_KEY
+    return _KIND_OF_CODE.get(exc.code, FailureKind.OTHER)
+
+
+def failure_summary(exc: RpcFailed) -> str:
+    """One line for a person; the raw status text when the failure has no plainer words."""
+    target = exc.target or "the target"
+    details = exc.details
+    summaries = {
+        FailureKind.CONNECTION_REFUSED: f"connection refused by {target}",
+        FailureKind.NAME_MISMATCH: f"TLS name mismatch: the certificate of {target} does not "
+        "name the address dialled",
+        FailureKind.UNTRUSTED_SERVER: f"untrusted server: the certificate of {target} does not "
+        "chain to the trusted CAs",
+        FailureKind.NOT_TLS: f"{target} did not answer TLS",
+        FailureKind.CONNECTION_CLOSED: f"{target} closed the connection right after connecting",
+        FailureKind.NO_ANSWER: f"{target} did not answer in time",
+        FailureKind.UNAUTHENTICATED: f"authentication failed on {target}: {details}",
+        FailureKind.PERMISSION_DENIED: f"not allowed on {target}: {details}",
+        FailureKind.UNSUPPORTED_KEY: f"{target} cannot generate that key: {details}",
+        FailureKind.UNIMPLEMENTED: f"the target does not implement {exc.rpc or 'this RPC'}",
+        FailureKind.DEADLINE: f"{target} did not answer within the deadline",
+    }
+    return summaries.get(exc.kind, str(exc))
 
 
 class ValidationFailed(GnoiCertError):
@@ -104,7 +194,29 @@ class SignerError(GnoiCertError):
 
 
 class InputError(GnoiCertError, ValueError):
-    """An input file or option the client cannot use (missing, unreadable, wrong format)."""
+    """An input file or option the client cannot use (missing, unreadable, wrong format).
+
+    Structured so a front end can point at its own spelling of the option: `field` is the
+    library's name for it ("ca_file", "key_source", ...), `check` names the rule that failed
+    ("no-pem-certificate", "key-mismatch", ...), `path` the file involved and `detail` the
+    variable part of the message (a subject, a list of files). All are "" when not relevant.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        check: str = "",
+        path: str = "",
+        detail: str = "",
+        target: str = "",
+    ) -> None:
+        super().__init__(message, target=target)
+        self.field = field
+        self.check = check
+        self.path = path
+        self.detail = detail
 
 
 def error_info(exc: grpc.aio.AioRpcError) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from gnoicert.client.models import (
     RevocationError,
     RevokeResult,
 )
+from gnoicert.pki.crypto import subject_fields
 from gnoicert.proto import cert_pb2
 
 
@@ -27,14 +28,7 @@ def csr_params(params: CsrParams) -> cert_pb2.CSRParams:
         type=cert_pb2.CT_X509,
         min_key_size=params.key_size,
         key_type=cert_pb2.KT_RSA,
-        common_name=params.common_name,
-        country=params.country,
-        state=params.state,
-        city=params.city,
-        organization=params.organization,
-        organizational_unit=params.organizational_unit,
-        ip_address=params.ip_address,
-        email_id=params.email_id,
+        **subject_fields(params),
     )
 
 

@@ -1,7 +1,7 @@
 """What the client library takes and gives back: frozen dataclasses, free of protobuf and gRPC.
 
 The CLI renders these same objects (rich tables, or JSON through `output.to_jsonable`), so a
-field added here shows up in `--json` without further work.
+field added here shows up in the JSON output without further work.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from gnoicert.pki.crypto import DEFAULT_RSA_KEY_SIZE, CsrSubject
+from gnoicert.pki.crypto import DEFAULT_RSA_KEY_SIZE, CsrSubject, subject_fields
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -37,36 +37,20 @@ short description of what it checked; raising anything means the check failed.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CsrParams:
-    """What a CSR should hold, wherever it is made (CSRParams, docs/behaviour.md §5).
+class CsrParams(CsrSubject):
+    """What a CSR should hold, wherever it is made (CSRParams, docs/behaviour.md §5): the
+    subject fields of CsrSubject plus the key.
 
     `key_size` is the minimum size asked of the target, and the RSA size of a client-made key;
     `key_type` "ecdsa" can only be made by the client (the wire has no ECDSA key type).
     """
 
-    common_name: str = ""
-    country: str = ""
-    state: str = ""
-    city: str = ""
-    organization: str = ""
-    organizational_unit: str = ""
-    ip_address: str = ""
-    email_id: str = ""
     key_type: ClientKeyType = "rsa"
     key_size: int = DEFAULT_RSA_KEY_SIZE
 
     def subject(self) -> CsrSubject:
-        """The subject fields, as the PKI helpers take them."""
-        return CsrSubject(
-            common_name=self.common_name,
-            country=self.country,
-            state=self.state,
-            city=self.city,
-            organization=self.organization,
-            organizational_unit=self.organizational_unit,
-            ip_address=self.ip_address,
-            email_id=self.email_id,
-        )
+        """The subject fields alone, as the PKI helpers take them."""
+        return CsrSubject(**subject_fields(self))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

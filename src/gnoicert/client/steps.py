@@ -32,7 +32,12 @@ def choose_key_source(
         return "client"
     if key_type != "rsa":
         if choice == "target":
-            raise InputError("the target can only be asked for RSA keys; use --key-source client")
+            raise InputError(
+                "the target can only be asked for RSA keys; let the client make the key "
+                "(key source 'client')",
+                field="key_source",
+                check="rsa-only",
+            )
         return "client"
     if choice == "target":
         return "target"

@@ -21,6 +21,7 @@ from gnoicert.client.channel import ChannelOptions, Metadata, open_channel
 from gnoicert.client.errors import rpc_failed
 from gnoicert.client.models import CheckResult, Probe
 from gnoicert.client.tlsprobe import fetch_served_certificate
+from gnoicert.common.rpc import SystemRpc
 from gnoicert.proto import system_pb2, system_pb2_grpc
 
 
@@ -54,16 +55,7 @@ async def check_served(options: ChannelOptions, expected_fingerprint: str) -> Ch
     if options.insecure:
         return CheckResult(name=name, status="skip", detail="plaintext channel: no certificate")
     try:
-        der = await asyncio.to_thread(
-            fetch_served_certificate,
-            options.host,
-            options.port,
-            server_name=options.server_name,
-            trust_pem=options.root_certificates,
-            client_certificate=options.client_certificate,
-            client_key=options.client_key,
-            timeout=options.timeout,
-        )
+        der = await _served_certificate(options, verify=True)
     except ssl.SSLCertVerificationError as exc:
         seen = await _unverified_fingerprint(options)
         return CheckResult(
@@ -86,18 +78,24 @@ async def check_served(options: ChannelOptions, expected_fingerprint: str) -> Ch
     )
 
 
+async def _served_certificate(options: ChannelOptions, *, verify: bool) -> bytes:
+    """DER of what a new TLS connection with these options gets (off the event loop)."""
+    return await asyncio.to_thread(
+        fetch_served_certificate,
+        options.host,
+        options.port,
+        server_name=options.server_name,
+        trust_pem=options.root_certificates,
+        verify=verify,
+        client_certificate=options.client_certificate,
+        client_key=options.client_key,
+        timeout=options.timeout,
+    )
+
+
 async def _unverified_fingerprint(options: ChannelOptions) -> str:
     try:
-        der = await asyncio.to_thread(
-            fetch_served_certificate,
-            options.host,
-            options.port,
-            server_name=options.server_name,
-            verify=False,
-            client_certificate=options.client_certificate,
-            client_key=options.client_key,
-            timeout=options.timeout,
-        )
+        der = await _served_certificate(options, verify=False)
     except (ssl.SSLError, OSError):
         return "unknown"
     return hashlib.sha256(der).hexdigest()
@@ -118,13 +116,10 @@ async def run_probe(options: ChannelOptions, probe: Probe | None) -> CheckResult
             (probe or system_time_probe)(channel, options.metadata()), timeout=options.timeout
         )
     except grpc.aio.AioRpcError as exc:
-        failure = rpc_failed(exc, target=options.address, rpc="Time" if probe is None else "probe")
-        detail = (
-            f"the target does not implement {failure.rpc}"
-            if failure.code == grpc.StatusCode.UNIMPLEMENTED
-            else str(failure)
+        failure = rpc_failed(
+            exc, target=options.address, rpc=SystemRpc.TIME if probe is None else "probe"
         )
-        return CheckResult(name=name, status="fail", detail=detail)
+        return CheckResult(name=name, status="fail", detail=failure.summary)
     except TimeoutError:
         return CheckResult(
             name=name, status="fail", detail=f"no answer within {options.timeout:g} s"

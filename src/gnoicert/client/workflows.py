@@ -61,6 +61,7 @@ from gnoicert.client.steps import (
 )
 from gnoicert.client.streams import Stream, StreamCall
 from gnoicert.client.validation import validate_rotation, wait_for_rollback
+from gnoicert.common.rpc import CertRpc, SystemRpc
 from gnoicert.pki.crypto import (
     PrivateKey,
     PublicKey,
@@ -88,8 +89,12 @@ class _Flavour:
     load: Callable[[cert_pb2.LoadCertificateRequest], Any]
 
 
-_INSTALL = _Flavour("Install", "install_response", messages.install_generate, messages.install_load)
-_ROTATE = _Flavour("Rotate", "rotate_response", messages.rotate_generate, messages.rotate_load)
+_INSTALL = _Flavour(
+    CertRpc.INSTALL, "install_response", messages.install_generate, messages.install_load
+)
+_ROTATE = _Flavour(
+    CertRpc.ROTATE, "rotate_response", messages.rotate_generate, messages.rotate_load
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +156,7 @@ class CertClient:
     async def can_generate_csr(self, *, key_size: int = 2048) -> CsrCapability:
         """CanGenerateCSR for an RSA X.509 key of key_size bits."""
         request = messages.can_generate_csr_request(key_size)
-        with translate_rpc_errors(target=self.target, rpc="CanGenerateCSR"):
+        with translate_rpc_errors(target=self.target, rpc=CertRpc.CAN_GENERATE_CSR):
             response = await self._cert.CanGenerateCSR(request, **self._call_options())
         return CsrCapability(
             target=self.target,
@@ -166,7 +171,7 @@ class CertClient:
         if params.key_type != "rsa":
             raise InputError("the target can only be asked for RSA keys")
         request = messages.generate_csr_request(certificate_id, params)
-        with translate_rpc_errors(target=self.target, rpc="GenerateCSR"):
+        with translate_rpc_errors(target=self.target, rpc=CertRpc.GENERATE_CSR):
             response = await self._cert.GenerateCSR(request, **self._call_options())
         csr_pem = messages.csr_from_generated(response)
         try:
@@ -216,7 +221,7 @@ class CertClient:
                 public_key_pem=_public_pem(key) if key is not None else None,
                 ca_certificates=material.bundle_pems,
             )
-            with translate_rpc_errors(target=self.target, rpc="LoadCertificate"):
+            with translate_rpc_errors(target=self.target, rpc=CertRpc.LOAD_CERTIFICATE):
                 await self._cert.LoadCertificate(request, **self._call_options())
         return LoadResult(
             target=self.target,
@@ -236,7 +241,9 @@ class CertClient:
         except BadEncoding as exc:
             raise InputError(f"the CA bundle is not usable: {exc}") from None
         request = messages.ca_bundle_request([certificates_to_pem([ca]) for ca in cas])
-        with translate_rpc_errors(target=self.target, rpc="LoadCertificateAuthorityBundle"):
+        with translate_rpc_errors(
+            target=self.target, rpc=CertRpc.LOAD_CERTIFICATE_AUTHORITY_BUNDLE
+        ):
             await self._cert.LoadCertificateAuthorityBundle(request, **self._call_options())
         return CaBundleResult(
             target=self.target,
@@ -247,7 +254,7 @@ class CertClient:
 
     async def get_certificates(self) -> tuple[CertificateInfo, ...]:
         """GetCertificates, each certificate parsed (subject, SANs, key, validity ...)."""
-        with translate_rpc_errors(target=self.target, rpc="GetCertificates"):
+        with translate_rpc_errors(target=self.target, rpc=CertRpc.GET_CERTIFICATES):
             response = await self._cert.GetCertificates(
                 cert_pb2.GetCertificatesRequest(), **self._call_options()
             )
@@ -258,7 +265,7 @@ class CertClient:
         if not certificate_ids:
             raise InputError("no certificate ID to revoke")
         request = cert_pb2.RevokeCertificatesRequest(certificate_id=list(certificate_ids))
-        with translate_rpc_errors(target=self.target, rpc="RevokeCertificates"):
+        with translate_rpc_errors(target=self.target, rpc=CertRpc.REVOKE_CERTIFICATES):
             response = await self._cert.RevokeCertificates(request, **self._call_options())
         return messages.revoke_result_model(response, target=self.target)
 
@@ -266,7 +273,7 @@ class CertClient:
         """System/Time: the target's clock, and how far it is from this host's."""
         before = time.time_ns()
         started = time.monotonic()
-        with translate_rpc_errors(target=self.target, rpc="Time"):
+        with translate_rpc_errors(target=self.target, rpc=SystemRpc.TIME):
             response = await self._system.Time(system_pb2.TimeRequest(), **self._call_options())
         round_trip = time.monotonic() - started
         midpoint_ns = before + int(round_trip * 1e9 / 2)

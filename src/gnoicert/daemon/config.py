@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import enum
-import ipaddress
 import math
 import os
 import re
@@ -27,6 +26,7 @@ import tomlkit
 import tomlkit.exceptions
 from cryptography import x509
 
+from gnoicert.common.address import format_host_port, parse_host_port
 from gnoicert.pki import crypto
 from gnoicert.pki.errors import InvalidCertificateId
 
@@ -46,7 +46,6 @@ MAX_MESSAGE_MIB_LIMIT = 256
 CA_BUNDLE_AUTHORITY = crypto.CA_BUNDLE_ID
 
 _USER_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
-_PORT_RE = re.compile(r"[0-9]{1,5}")
 _STRING_SOURCE = "<string>"
 _T = TypeVar("_T")
 
@@ -121,8 +120,7 @@ class GrpcConfig:
     @property
     def listen(self) -> str:
         """host:port as grpc's add_secure_port wants it (IPv6 literals in brackets)."""
-        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
-        return f"{host}:{self.listen_port}"
+        return format_host_port(self.listen_host, self.listen_port)
 
     @property
     def max_message_bytes(self) -> int:
@@ -387,29 +385,10 @@ class _Parser:
         )
 
     def listen(self, value: str) -> tuple[str, int]:
-        key = "grpc.listen"
-        if value.startswith("["):
-            host, sep, port = value[1:].partition("]:")
-            if not sep:
-                raise self.error(key, f"must be '[ipv6]:port', got {value!r}")
-        else:
-            host, sep, port = value.rpartition(":")
-            if not sep:
-                raise self.error(key, f"must be 'host:port', got {value!r}")
-            if ":" in host:
-                raise self.error(key, f"put an IPv6 address in brackets ('[{host}]:port')")
-        if not _PORT_RE.fullmatch(port) or int(port) > 65535:
-            raise self.error(key, f"port must be an integer from 0 to 65535, got {port!r}")
-        if host != "localhost":
-            try:
-                address = ipaddress.ip_address(host)
-            except ValueError:
-                raise self.error(
-                    key, f"host must be an IP address or 'localhost', got {host!r}"
-                ) from None
-            if value.startswith("[") and address.version != 6:
-                raise self.error(key, f"only IPv6 addresses go in brackets, got {value!r}")
-        return host, int(port)
+        try:
+            return parse_host_port(value, min_port=0, host_names=("localhost",))
+        except ValueError as exc:
+            raise self.error("grpc.listen", str(exc)) from None
 
     def local_certificate(self, t: Mapping[str, Any]) -> str | None:
         value = self.string(t, "local_certificate", "grpc.local_certificate")

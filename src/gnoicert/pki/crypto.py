@@ -6,6 +6,7 @@ asyncio.to_thread. Error messages name subjects, IDs and fingerprints, never key
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import re
@@ -18,8 +19,12 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
+from gnoicert.common.constants import CA_BUNDLE_ID as CA_BUNDLE_ID
+from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE as DEFAULT_RSA_KEY_SIZE
+from gnoicert.common.constants import SUPPORTED_RSA_KEY_SIZES as SUPPORTED_RSA_KEY_SIZES
+from gnoicert.pki import profiles
 from gnoicert.pki.errors import (
     BadEncoding,
     CsrKeyMismatch,
@@ -28,10 +33,6 @@ from gnoicert.pki.errors import (
     KeyMismatch,
     UnsupportedKey,
 )
-
-CA_BUNDLE_ID = "gnoi-ca-bundle"
-SUPPORTED_RSA_KEY_SIZES: tuple[int, ...] = (1024, 2048, 3072, 4096)
-DEFAULT_RSA_KEY_SIZE = 2048
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -65,6 +66,16 @@ class CsrSubject:
     organizational_unit: str = ""
     ip_address: str = ""
     email_id: str = ""
+
+
+CSR_SUBJECT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CsrSubject))
+"""The subject field names, in order; also the names CSRParams and the client use."""
+
+
+def subject_fields(source: object) -> dict[str, str]:
+    """The CSR subject fields read by name from anything that carries them (a CsrSubject or a
+    subclass, a CSRParams message, parsed command-line arguments): the one field-by-field map."""
+    return {name: getattr(source, name) for name in CSR_SUBJECT_FIELDS}
 
 
 def validate_certificate_id(cert_id: str) -> str:
@@ -373,7 +384,6 @@ def make_self_signed_certificate(
     sans += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
-    rsa_key = isinstance(key, rsa.RSAPrivateKey)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -384,21 +394,8 @@ def make_self_signed_certificate(
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=rsa_key,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(profiles.leaf_key_usage(key.public_key()), critical=True)
+        .add_extension(profiles.extended_key_usage(profiles.SERVER_ONLY), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if sans:

@@ -8,13 +8,12 @@ import pytest
 
 from gnoicert.client.ca import LocalCA
 from gnoicert.client.channel import (
-    DEFAULT_PORT,
     ChannelOptions,
     channel_arguments,
-    format_address,
     parse_target,
 )
 from gnoicert.client.errors import InputError
+from gnoicert.common.constants import DEFAULT_PORT
 from tests.unit.conftest import Identity, write
 
 
@@ -41,10 +40,14 @@ class TestParseTarget:
         with pytest.raises(InputError):
             parse_target(text)
 
-    def test_format_address_brackets_ipv6_only(self) -> None:
-        assert format_address("2001:db8::1", 1) == "[2001:db8::1]:1"
-        assert format_address("192.0.2.1", 1) == "192.0.2.1:1"
-        assert format_address("example.net", 1) == "example.net:1"
+    def test_errors_name_the_option(self) -> None:
+        with pytest.raises(InputError) as caught:
+            parse_target("host:0")
+        assert (caught.value.field, caught.value.check) == ("target", "bad-address")
+        assert "port must be an integer from 1 to 65535" in str(caught.value)
+
+    def test_options_print_ipv6_in_brackets(self) -> None:
+        assert ChannelOptions(target="2001:db8::1").address == f"[2001:db8::1]:{DEFAULT_PORT}"
 
 
 class TestChannelOptions:

@@ -10,6 +10,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from gnoicert.cli.hints import explain
 from gnoicert.client.errors import (
+    FailureKind,
     GnoiCertError,
     InputError,
     PreflightFailed,
@@ -186,3 +187,58 @@ class TestHints:
         assert explain(InputError("bad file")).summary == "bad file"
         assert "No such file" in explain(FileNotFoundError(2, "No such file", "x.pem")).summary
         assert explain(RuntimeError("odd")).summary == "RuntimeError: odd"
+
+
+class TestSummary:
+    """The library words a failure without naming any command-line flag."""
+
+    @pytest.mark.parametrize(
+        ("code", "details", "reason", "kind"),
+        [
+            (
+                grpc.StatusCode.UNAVAILABLE,
+                "x: Connection refused",
+                "",
+                FailureKind.CONNECTION_REFUSED,
+            ),
+            (
+                grpc.StatusCode.UNAVAILABLE,
+                "Hostname Verification Check failed",
+                "",
+                FailureKind.NAME_MISMATCH,
+            ),
+            (
+                grpc.StatusCode.UNAVAILABLE,
+                "CERTIFICATE_VERIFY_FAILED",
+                "",
+                FailureKind.UNTRUSTED_SERVER,
+            ),
+            (grpc.StatusCode.UNAVAILABLE, "WRONG_VERSION_NUMBER", "", FailureKind.NOT_TLS),
+            (grpc.StatusCode.UNAVAILABLE, "Socket closed", "", FailureKind.CONNECTION_CLOSED),
+            (grpc.StatusCode.UNAVAILABLE, "Deadline Exceeded", "", FailureKind.NO_ANSWER),
+            (grpc.StatusCode.UNAVAILABLE, "something new", "", FailureKind.UNAVAILABLE),
+            (grpc.StatusCode.UNAUTHENTICATED, "bad password", "", FailureKind.UNAUTHENTICATED),
+            (grpc.StatusCode.PERMISSION_DENIED, "role", "", FailureKind.PERMISSION_DENIED),
+            (grpc.StatusCode.UNIMPLEMENTED, "no", "UNSUPPORTED_KEY", FailureKind.UNSUPPORTED_KEY),
+            (grpc.StatusCode.UNIMPLEMENTED, "", "", FailureKind.UNIMPLEMENTED),
+            (grpc.StatusCode.DEADLINE_EXCEEDED, "", "", FailureKind.DEADLINE),
+            (grpc.StatusCode.NOT_FOUND, "no such ID", "", FailureKind.OTHER),
+        ],
+    )
+    def test_kinds_and_flag_free_summaries(
+        self, code: grpc.StatusCode, details: str, reason: str, kind: FailureKind
+    ) -> None:
+        exc = RpcFailed(
+            code=code, details=details, reason=reason, target="192.0.2.1:9339", rpc="Get"
+        )
+        assert exc.kind is kind
+        assert "--" not in exc.summary
+        if kind is FailureKind.OTHER:
+            assert exc.summary == str(exc)
+        else:
+            assert "192.0.2.1:9339" in exc.summary or "Get" in exc.summary
+
+    def test_rolled_back_keeps_the_status_text(self) -> None:
+        exc = RotateAborted(code=grpc.StatusCode.INTERNAL, details="boom", rpc="Rotate")
+        assert exc.kind is FailureKind.ROLLED_BACK
+        assert exc.summary == str(exc) == "Rotate failed: INTERNAL: boom"

@@ -1,0 +1,1 @@
+"""Small dependency-free helpers every package may import (files, addresses, shared constants)."""
