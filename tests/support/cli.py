@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tests.support.schemas import validate_document
 from tests.support.target import (
     PASSWORDS,
     TargetProcess,
@@ -89,7 +92,27 @@ def run_command(
         timeout=timeout,
         check=False,
     )
-    return CliRun(tuple(argv), completed.returncode, completed.stdout, completed.stderr)
+    run = CliRun(tuple(argv), completed.returncode, completed.stdout, completed.stderr)
+    check_document(run, env or {})
+    return run
+
+
+def check_document(run: CliRun, env: Mapping[str, str]) -> None:
+    """A run that printed a document (--json, --output json|yaml, GNOICERT_OUTPUT) must match
+    the schema of its command: every document the CLI suites produce is checked."""
+    if not any(word.endswith("gnoicert") or word == "gnoicert.cli.main" for word in run.argv[:3]):
+        return
+    fmt = env.get("GNOICERT_OUTPUT", "")
+    for index, word in enumerate(run.argv):
+        if word == "--json":
+            fmt = "json"
+        elif word in ("-o", "--output") and index + 1 < len(run.argv):
+            fmt = run.argv[index + 1]
+    if fmt not in ("json", "yaml") or not run.stdout.strip():
+        return
+    document = yaml.safe_load(run.stdout) if fmt == "yaml" else json.loads(run.stdout)
+    validate_document(document)
+    assert document["exit_code"] == run.returncode, str(run)
 
 
 def run_cli(

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gnoicert.cli.output import dumps, make_console, render, render_listing
+from gnoicert.cli.output import make_console, print_result
 from gnoicert.client.ca import LocalCA, write_private_file, write_public_file
 from gnoicert.client.certinfo import load_csr, san_strings
 from gnoicert.client.channel import ChannelOptions, read_pem_file
@@ -294,8 +294,9 @@ _CA_COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
 # -- dispatch -------------------------------------------------------------------------------------
 
 
-def execute(args: argparse.Namespace) -> Any:
-    """Run the command; return its result model (raises the client's errors)."""
+def execute(args: argparse.Namespace, *, structured: bool = False) -> Any:
+    """Run the command; return its result model (raises the client's errors). A structured
+    output (json, yaml) keeps stdout for the document: the demo does not narrate."""
     if args.command == "ca":
         return _CA_COMMANDS[args.ca_command](args)
     if args.command == "demo":
@@ -304,7 +305,7 @@ def execute(args: argparse.Namespace) -> Any:
         return run_demo(
             workdir=Path(args.workdir) if args.workdir else None,
             daemon_command=args.daemon,
-            narrate=None if args.json else _narrator(),
+            narrate=None if structured else _narrator(),
             timeout=args.timeout,
         )
     return asyncio.run(_run_rpc(args))
@@ -327,12 +328,17 @@ def exit_code_of(result: Any) -> int:
     return 0 if ok is True else 1
 
 
-def run_command(args: argparse.Namespace) -> int:
-    result = execute(args)
-    if args.json:
-        print(dumps(result))
-    elif isinstance(result, CertificateListing):
-        render_listing(result, make_console(), details=args.details)
-    else:
-        render(result, make_console())
-    return exit_code_of(result)
+def run_command(args: argparse.Namespace, fmt: str) -> int:
+    """Run the command and print its result in `fmt` (an output format, or "auto")."""
+    from gnoicert.cli.documents import command_name
+
+    result = execute(args, structured=fmt in ("json", "yaml"))
+    code = exit_code_of(result)
+    print_result(
+        result,
+        fmt=fmt,
+        command=command_name(args),
+        exit_code=code,
+        details=bool(getattr(args, "details", False)),
+    )
+    return code

@@ -17,9 +17,19 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from gnoicert import __version__
+from gnoicert.cli.documents import (
+    FORMATS,
+    OUTPUT_ENV,
+    command_name,
+    error_document,
+    error_fields,
+    is_structured,
+    resolve_format,
+    usage_error,
+)
 from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
 
 EXIT_OK = 0
@@ -42,6 +52,60 @@ class ArgsFileParser(argparse.ArgumentParser):
         if not stripped or stripped.startswith("#"):
             return []
         return shlex.split(stripped, comments=True)
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing and exiting: main() reports usage errors in the output
+        format asked for (a JSON document with --json)."""
+        raise UsageError(message, usage=self.format_usage(), prog=self.prog)
+
+
+class UsageError(Exception):
+    """The command line could not be parsed (exit 2)."""
+
+    def __init__(self, message: str, *, usage: str, prog: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+        self.prog = prog
+
+
+def requested_format(argv: Sequence[str], parser: ArgsFileParser) -> str | None:
+    """The output format the command line asks for (the last --json or --output wins), found
+    without parsing it, @args files included: usage errors are reported in it too."""
+    words = _expand_args_files(argv, parser, depth=0)
+    found: str | None = None
+    for index, word in enumerate(words):
+        if word == "--":
+            break
+        value: str | None = None
+        if word == "--json":
+            value = "json"
+        elif word in ("-o", "--output") and index + 1 < len(words):
+            value = words[index + 1]
+        elif word.startswith("--output="):
+            value = word.partition("=")[2]
+        elif word.startswith("-o") and not word.startswith("--") and len(word) > 2:
+            value = word[2:].lstrip("=")
+        if value in FORMATS:
+            found = value
+    return found
+
+
+def _expand_args_files(argv: Sequence[str], parser: ArgsFileParser, *, depth: int) -> list[str]:
+    """argv with @FILE replaced by its options, as the parser reads them; a file that cannot
+    be read is left out here (the parser reports it)."""
+    tokens: list[str] = []
+    for token in argv:
+        if not token.startswith("@") or depth > 10:
+            tokens.append(token)
+            continue
+        try:
+            with open(token[1:], encoding="utf-8") as lines:
+                inner = [arg for line in lines for arg in parser.convert_arg_line_to_args(line)]
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        tokens.extend(_expand_args_files(inner, parser, depth=depth + 1))
+    return tokens
 
 
 def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -119,10 +183,21 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
     output = parser.add_argument_group("output")
     output.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        metavar="FORMAT",
+        default=default(None),
+        help="table, json, yaml or tsv (default: a table on a terminal, tab-separated text for "
+        f"listings in a pipe; or {OUTPUT_ENV})",
+    )
+    output.add_argument(
         "--json",
-        action="store_true",
-        default=default(False),
-        help="machine-readable JSON on stdout",
+        dest="output",
+        action="store_const",
+        const="json",
+        default=default(None),
+        help="shorthand for --output json",
     )
     output.add_argument(
         "-v",
@@ -386,34 +461,48 @@ def _configure_logging(verbosity: int) -> None:
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
-def _report_error(exc: BaseException, *, json_mode: bool) -> int:
+def _report_error(exc: BaseException, *, fmt: str, args: argparse.Namespace) -> int:
+    """The error on stderr for a person, and as a document on stdout with --output json|yaml."""
     from gnoicert.cli.hints import explain
-    from gnoicert.cli.output import dumps, to_jsonable
-    from gnoicert.client.errors import RpcFailed, ValidationFailed
+    from gnoicert.client.errors import RpcFailed
 
     code = exit_code_for(exc)
     explanation = explain(exc)
     lines = [f"gnoicert: {explanation.summary}"]
-    error: dict[str, Any] = {
-        "type": type(exc).__name__,
-        "message": explanation.summary,
-        "hint": explanation.hint,
-    }
     if isinstance(exc, RpcFailed):
         reason = f" ({exc.reason})" if exc.reason else ""
         lines.append(f"  gRPC status: {exc.code.name}{reason}: {exc.details}")
-        error.update(code=exc.code.name, reason=exc.reason, details=exc.details, rpc=exc.rpc)
-    if isinstance(exc, ValidationFailed):
-        error["checks"] = to_jsonable(exc.checks)
     if explanation.hint:
         lines.append(f"  hint: {explanation.hint}")
     print("\n".join(lines), file=sys.stderr)
-    if json_mode:
-        try:
-            print(dumps({"ok": False, "exit_code": code, "error": error}))
-        except BrokenPipeError:
-            _discard_stdout()
+    if is_structured(fmt):
+        error = error_fields(exc, message=explanation.summary, hint=explanation.hint)
+        target = getattr(exc, "target", "") or getattr(args, "target", None)
+        _print_document(
+            error_document(command_name(args), exit_code=code, error=error, target=target), fmt
+        )
     return code
+
+
+def _report_usage(exc: UsageError, *, fmt: str) -> int:
+    """A usage error as argparse prints it, plus a document when one was asked for."""
+    sys.stderr.write(exc.usage)
+    print(f"{exc.prog}: error: {exc.message}", file=sys.stderr)
+    if is_structured(fmt):
+        hint = f"see {exc.prog} --help"
+        _print_document(
+            error_document(None, exit_code=EXIT_USAGE, error=usage_error(exc.message, hint)), fmt
+        )
+    return EXIT_USAGE
+
+
+def _print_document(document: dict[str, Any], fmt: str) -> None:
+    from gnoicert.cli.output import format_document
+
+    try:
+        print(format_document(document, fmt))
+    except BrokenPipeError:
+        _discard_stdout()
 
 
 def _discard_stdout() -> None:
@@ -427,14 +516,28 @@ def _discard_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gnoicert` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 on usage errors, 0 for --help/--version
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(arguments)  # exits 0 for --help/--version
+        fmt = resolve_format(args.output, os.environ)
+    except (UsageError, ValueError) as exc:
+        usage = (
+            exc
+            if isinstance(exc, UsageError)
+            else UsageError(str(exc), usage=parser.format_usage(), prog=parser.prog)
+        )
+        try:
+            fmt = resolve_format(requested_format(arguments, parser), os.environ)
+        except ValueError:
+            fmt = "auto"
+        return _report_usage(usage, fmt=fmt)
     if args.verbose < 2:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     _configure_logging(args.verbose)
     try:
         from gnoicert.cli.commands import run_command
 
-        return run_command(args)
+        return run_command(args, fmt)
     except BrokenPipeError:
         _discard_stdout()
         return EXIT_FAILED
@@ -446,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not isinstance(exc, GnoiCertError | OSError):
             raise
-        return _report_error(exc, json_mode=args.json)
+        return _report_error(exc, fmt=fmt, args=args)
 
 
 if __name__ == "__main__":

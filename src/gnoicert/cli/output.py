@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from gnoicert.client.models import (
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 _PIPE_WIDTH = 160
 
@@ -171,9 +173,6 @@ def _days(info: CertificateInfo) -> str:
 
 
 def _listing(listing: CertificateListing, console: Console, *, details: bool = False) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     certificates = listing.certificates
     if listing.expiring_within_days is not None:
         console.print(
@@ -186,33 +185,83 @@ def _listing(listing: CertificateListing, console: Console, *, details: bool = F
         for info in certificates:
             _details(info, console)
     else:
-        table = Table(title=f"certificates on {listing.target}", title_justify="left")
-        for column in (
-            "ID",
-            "Common name",
-            "SANs",
-            "Key",
-            "Not after",
-            "Days left",
-            "Endpoints",
-        ):
-            table.add_column(column)
-        for info in certificates:
-            if info.parse_error:
-                table.add_row(escape(info.certificate_id), f"[red]{escape(info.parse_error)}[/]")
-                continue
-            table.add_row(
-                escape(info.certificate_id),
-                escape(info.common_name),
-                escape(", ".join(info.sans)) or "-",
-                f"{info.key_type}-{info.key_size}",
-                info.not_after.strftime("%Y-%m-%d") if info.not_after else "-",
-                _days(info),
-                escape(_endpoints(info)),
-            )
-        console.print(table)
+        console.print(listing_table(listing, console.width))
     if listing.saved_to:
         console.print(f"saved {len(certificates)} certificate(s) to {listing.saved_to}")
+
+
+# Columns of the certificate table, most important first: when the console is too narrow, the
+# last ones are left out rather than any ID, date or fingerprint prefix being cut.
+# (header, kept whole, cell)
+_FINGERPRINT_PREFIX = 12
+_COLUMNS: tuple[tuple[str, bool, Callable[[CertificateInfo], str]], ...] = (
+    ("ID", True, lambda info: info.certificate_id),
+    (
+        "Not after",
+        True,
+        lambda info: info.not_after.strftime("%Y-%m-%d") if info.not_after else "-",
+    ),
+    ("Days left", True, lambda info: _days(info)),
+    ("Key", True, lambda info: f"{info.key_type}-{info.key_size}"),
+    ("SHA-256", True, lambda info: info.fingerprint[:_FINGERPRINT_PREFIX] or "-"),
+    ("SANs", False, lambda info: ", ".join(info.sans) or "-"),
+    ("Common name", False, lambda info: info.common_name or "-"),
+    ("Endpoints", False, _endpoints),
+)
+# A wrapped column still needs this many cells to be readable.
+_MIN_WRAPPED = 12
+
+
+def listing_table(listing: CertificateListing, width: int) -> Table:
+    """The certificates as a table that fits `width` cells: whole IDs, dates and fingerprint
+    prefixes; SANs, names and endpoints wrap, and the least important columns are dropped."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [
+        [
+            cell(info) if header == "Days left" else escape(cell(info))
+            for header, _, cell in _COLUMNS
+        ]
+        for info in listing.certificates
+        if not info.parse_error
+    ]
+
+    def needed(index: int) -> int:
+        header, whole, _ = _COLUMNS[index]
+        longest = max([len(header), *(Text.from_markup(row[index]).cell_len for row in rows)])
+        return longest if whole else min(longest, max(_MIN_WRAPPED, len(header)))
+
+    kept = list(range(len(_COLUMNS)))
+    # Each column costs its padding (2) and a border (1); one more border closes the table.
+    while len(kept) > 1 and sum(needed(i) + 3 for i in kept) + 1 > width:
+        kept.pop()
+    table = Table(title=f"certificates on {listing.target}", title_justify="left")
+    for index in kept:
+        header, whole, _ = _COLUMNS[index]
+        if whole:
+            table.add_column(header, no_wrap=True, min_width=needed(index))
+        else:
+            table.add_column(header, overflow="fold", min_width=min(needed(index), len(header)))
+    # A certificate that does not parse shows its error in the first column that wraps.
+    error_column = next(
+        (n for n, i in enumerate(kept) if not _COLUMNS[i][1]), min(1, len(kept) - 1)
+    )
+    row_iter = iter(rows)
+    for info in listing.certificates:
+        if info.parse_error:
+            cells = [escape(info.certificate_id)] + [""] * (len(kept) - 1)
+            cells[error_column] = f"[red]{escape(info.parse_error)}[/]"
+            table.add_row(*cells)
+            continue
+        row = next(row_iter)
+        table.add_row(*(row[index] for index in kept))
+    if len(kept) < len(_COLUMNS):
+        left_out = ", ".join(_COLUMNS[i][0] for i in range(len(_COLUMNS)) if i not in kept)
+        table.caption = f"not shown at this width: {left_out} (see --details or --output tsv)"
+        table.caption_justify = "left"
+    return table
 
 
 def _details(info: CertificateInfo, console: Console) -> None:
@@ -344,3 +393,109 @@ _RENDERERS: dict[type, Callable[[Any, Console], None]] = {
 
 def render_listing(listing: CertificateListing, console: Console, *, details: bool) -> None:
     _listing(listing, console, details=details)
+
+
+# -- output formats -------------------------------------------------------------------------------
+
+
+def format_document(document: dict[str, Any], fmt: str) -> str:
+    """A document as JSON or YAML text (YAML loads only when asked for)."""
+    if fmt == "yaml":
+        import yaml
+
+        text: str = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+        return text.rstrip("\n")
+    return json.dumps(document, indent=2)
+
+
+def print_result(
+    result: Any, *, fmt: str, command: str | None, exit_code: int, details: bool = False
+) -> None:
+    """A finished command's result on stdout, in the format asked for."""
+    from gnoicert.cli.documents import AUTO, is_structured, success_document
+
+    if is_structured(fmt):
+        document = success_document(
+            command, to_jsonable(result), exit_code=exit_code, details=details
+        )
+        print(format_document(document, fmt))
+        return
+    console = make_console()
+    plain = fmt == "tsv" or (fmt == AUTO and not console.is_terminal)
+    if isinstance(result, CertificateListing) and plain:
+        _listing_tsv(result, details=details)
+    elif fmt == "tsv":
+        header, rows = _tsv_rows(to_jsonable(result))
+        _print_tsv(header, rows)
+    elif isinstance(result, CertificateListing):
+        _listing(result, console, details=details)
+    else:
+        render(result, console)
+
+
+def _tsv_cell(value: Any) -> str:
+    """One field for grep and awk: lists joined by commas, no tabs or newlines, "-" for none."""
+    if isinstance(value, list):
+        value = ",".join(
+            f"{item['endpoint']}:{item['type']}" if isinstance(item, dict) else str(item)
+            for item in value
+        )
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return " ".join(str(value).split())
+
+
+def _print_tsv(header: list[str], rows: list[list[str]]) -> None:
+    print("\t".join(header))
+    for row in rows:
+        print("\t".join(row))
+
+
+def _listing_tsv(listing: CertificateListing, *, details: bool) -> None:
+    """One line per certificate, the fields of `get --json` as columns; the notes that are not
+    rows (how many matched, where they were saved) go to stderr."""
+    from gnoicert.cli.documents import DETAIL_FIELDS
+
+    certificates = to_jsonable(listing.certificates)
+    header = [
+        field.name
+        for field in dataclasses.fields(CertificateInfo)
+        if field.name != "certificate_pem" and (details or field.name not in DETAIL_FIELDS)
+    ]
+    _print_tsv(header, [[_tsv_cell(info[name]) for name in header] for info in certificates])
+    if listing.expiring_within_days is not None:
+        print(
+            f"gnoicert: {len(listing.certificates)} certificate(s) expiring within "
+            f"{listing.expiring_within_days} days on {listing.target}",
+            file=sys.stderr,
+        )
+    if listing.saved_to:
+        print(
+            f"gnoicert: saved {len(listing.certificates)} certificate(s) to {listing.saved_to}",
+            file=sys.stderr,
+        )
+
+
+def _tsv_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Rows of any other result: one per revoked ID or bundle certificate, else a single row of
+    its plain fields (PEM text and nested objects are left to --output json)."""
+    if "revoked" in result and "errors" in result:
+        rows = [[certificate_id, "revoked", "-"] for certificate_id in result["revoked"]]
+        rows += [[e["certificate_id"], "error", _tsv_cell(e["message"])] for e in result["errors"]]
+        return ["certificate_id", "status", "message"], rows
+    if "fingerprints" in result and "subjects" in result:
+        pairs = zip(result["subjects"], result["fingerprints"], strict=True)
+        return ["subject", "fingerprint"], [[_tsv_cell(s), f] for s, f in pairs]
+    header = [
+        name
+        for name, value in result.items()
+        if not name.endswith("_pem")
+        and not isinstance(value, dict)
+        and not (isinstance(value, list) and value and isinstance(value[0], dict))
+    ]
+    if "preflight" in result:
+        header.append("preflight_ok")
+        result = {**result, "preflight_ok": result["preflight"]["ok"]}
+    return header, [[_tsv_cell(result[name]) for name in header]]
