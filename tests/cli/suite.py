@@ -218,7 +218,7 @@ class CliSuite:
         self, operator: CliOperator, tmp_path: Path
     ) -> None:
         install_ecdsa(operator, "suite-listed")
-        certificates = operator.json("get")["certificates"]
+        certificates = operator.json("get", "--details")["certificates"]
         ids = [c["certificate_id"] for c in certificates]
         assert "suite-listed" in ids
         assert ids == sorted(ids)
@@ -230,12 +230,12 @@ class CliSuite:
             assert dt.datetime.fromisoformat(info["not_after"]) == leaf.not_valid_after_utc
             assert dt.datetime.fromisoformat(info["modified"]) <= dt.datetime.now(dt.UTC)
 
-        table = operator.run("get").stdout
+        table = operator.run("get", "--output", "table").stdout
         assert f"certificates on {operator.lab.address}" in table
         assert all(certificate_id in table for certificate_id in ids)
 
         saved_to = tmp_path / "saved"
-        details = operator.run("get", "--details", "--save", str(saved_to)).stdout
+        details = operator.run("get", "--details", "--save", str(saved_to), "-o", "table").stdout
         assert all(c["fingerprint"] in details for c in certificates)
         assert "not after" in details
         assert f"saved {len(certificates)} certificate(s) to {saved_to}" in details
@@ -246,7 +246,7 @@ class CliSuite:
         # Everything here is valid for about a year.
         soon = operator.json("get", "--expiring-within", "30")
         assert (soon["certificates"], soon["expiring_within_days"]) == ([], 30)
-        within_a_year = operator.run("get", "--expiring-within", "400").stdout
+        within_a_year = operator.run("get", "--expiring-within", "400", "-o", "table").stdout
         assert f"{len(certificates)} certificate(s) expiring within 400 days" in within_a_year
         assert all(certificate_id in within_a_year for certificate_id in ids)
 

@@ -132,7 +132,7 @@ class TestMutualTls(CliSuite):
             "--no-preflight", "--json", code=3,
         )  # fmt: skip
         error = run.json()["error"]
-        assert (run.json()["exit_code"], error["type"]) == (3, "ValidationFailed")
+        assert (run.json()["exit_code"], error["kind"]) == (3, "validation")
         checks = {c["name"]: c["status"] for c in error["checks"]}
         assert checks["served-certificate"] == "fail"
         assert checks["rollback"] == "pass"
@@ -150,7 +150,7 @@ class TestMutualTls(CliSuite):
             "--json", code=3,
         )  # fmt: skip
         error = run.json()["error"]
-        assert error["type"] == "PreflightFailed"
+        assert error["kind"] == "preflight"
         assert "san: no IP SAN matches 127.0.0.1" in error["message"]
         assert served_and_listed(operator) == (old, old)
 

@@ -96,7 +96,10 @@ class Provisioned:
         return expect(run_cli(*args, *self.operator.connection(self.target)), code)
 
     def listing(self) -> dict[str, dict[str, Any]]:
-        return {c["certificate_id"]: c for c in self.cli("get", "--json").json()["certificates"]}
+        return {
+            c["certificate_id"]: c
+            for c in self.cli("get", "--details", "--json").json()["certificates"]
+        }
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ def test_get(provisioned: Provisioned) -> None:
     listed = provisioned.listing()
     assert list(listed) == [SERVER_ID]
     assert listed[SERVER_ID]["fingerprint"] == served_fingerprint(provisioned.target.address)
-    text = provisioned.cli("get").stdout
+    text = provisioned.cli("get", "--output", "table").stdout
     assert SERVER_ID in text
     assert "RSA-2048" in text
 

@@ -225,5 +225,5 @@ class CliOperator:
         return self.run(*args, "--json", code=code).json()
 
     def listing(self) -> dict[str, dict[str, Any]]:
-        """GetCertificates by ID, as `gnoicert get --json` reports it."""
-        return {c["certificate_id"]: c for c in self.json("get")["certificates"]}
+        """GetCertificates by ID, as `gnoicert get --details --json` reports it."""
+        return {c["certificate_id"]: c for c in self.json("get", "--details")["certificates"]}

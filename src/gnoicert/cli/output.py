@@ -259,7 +259,7 @@ def listing_table(listing: CertificateListing, width: int) -> Table:
         table.add_row(*(row[index] for index in kept))
     if len(kept) < len(_COLUMNS):
         left_out = ", ".join(_COLUMNS[i][0] for i in range(len(_COLUMNS)) if i not in kept)
-        table.caption = f"not shown at this width: {left_out} (see --details or --output tsv)"
+        table.caption = f"not shown at this width: {left_out} (see --details)"
         table.caption_justify = "left"
     return table
 

@@ -52,15 +52,19 @@ class TestParsing:
         after = parse("time", "--target", "a:1", "--json")
         for args in (before, after):
             assert args.target == "a:1"
-            assert args.json is True
+            assert args.output == "json"
             assert args.command == "time"
+        # --output is the long form, in either place; the last one given wins.
+        assert parse("-o", "yaml", "time").output == "yaml"
+        assert parse("time", "--output", "tsv").output == "tsv"
+        assert parse("--json", "time", "-o", "table").output == "table"
 
     def test_after_the_command_wins(self) -> None:
         assert parse("--timeout", "3", "time", "--timeout", "7").timeout == 7.0
 
     def test_defaults_survive_subcommands(self) -> None:
         args = parse("time")
-        assert (args.target, args.json, args.verbose, args.insecure) == (None, False, 0, False)
+        assert (args.target, args.output, args.verbose, args.insecure) == (None, None, 0, False)
         assert args.timeout == 10.0
 
     def test_args_file_junos_style(self, tmp_path: Path) -> None:
@@ -135,10 +139,16 @@ class TestParsing:
             ["ca", "issue", "dir", "name"],  # --out-cert/--out-key are required
         ],
     )
-    def test_usage_errors_exit_2(self, argv: list[str]) -> None:
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv)
-        assert exit_info.value.code == EXIT_USAGE
+    def test_usage_errors_exit_2(self, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(argv) == EXIT_USAGE
+        captured = capsys.readouterr()
+        assert captured.err.startswith("usage: gnoicert")
+        assert captured.out == ""
+        # The same mistake with JSON asked for: a usage document on stdout as well.
+        assert main([*argv, "--json"]) == EXIT_USAGE
+        document = json.loads(capsys.readouterr().out)
+        assert (document["ok"], document["exit_code"]) == (False, EXIT_USAGE)
+        assert document["error"]["kind"] == "usage"
 
 
 class TestExitCodes:

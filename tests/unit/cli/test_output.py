@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from gnoicert.cli.documents import success_document
 from gnoicert.cli.output import dumps, make_console, render, render_listing, to_jsonable
 from gnoicert.client import models
 from gnoicert.client.ca import LocalCA
+from tests.support.schemas import validate_document
 
 WHEN = dt.datetime(2027, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 PASS = models.CheckResult(name="key", status="pass", detail="matches")
@@ -195,15 +197,65 @@ def test_listing_table_and_details() -> None:
     assert "not a certificate" in table.getvalue()
     header = next(line for line in table.getvalue().splitlines() if "Common name" in line)
     cells = [cell.strip() for cell in header.strip("┃ ").split("┃")]
-    assert cells == ["ID", "Common name", "SANs", "Key", "Not after", "Days left", "Endpoints"]
+    assert cells == [
+        "ID",
+        "Not after",
+        "Days left",
+        "Key",
+        "SHA-256",
+        "SANs",
+        "Common name",
+        "Endpoints",
+    ]
     row = next(line for line in table.getvalue().splitlines() if "gnoi-server" in line)
-    assert [cell.strip() for cell in row.strip("│ ").split("│")][3:] == [
-        "RSA-2048",
+    assert [cell.strip() for cell in row.strip("│ ").split("│")][1:5] == [
         "2027-01-02",
         "12",
-        "grpc-server (EP_DAEMON)",
+        "RSA-2048",
+        "ab" * 6,
     ]
     details = io.StringIO()
     render_listing(listing, make_console(details), details=True)
     assert "ab" * 32 in details.getvalue()
     assert "2 certificate(s) expiring within 30 days" in details.getvalue()
+
+
+_COMMAND_OF = {
+    models.InstallResult: "install",
+    models.RotateResult: "rotate",
+    models.CertificateListing: "get",
+    models.RevokeResult: "revoke",
+    models.GeneratedCsr: "generate-csr",
+    models.LoadResult: "load",
+    models.CaBundleResult: "load-ca",
+    models.CsrCapability: "can-generate-csr",
+    models.TargetTime: "time",
+    models.CaInfo: "ca-init",
+    models.IssuedCertificate: "ca-sign",
+    models.DemoResult: "demo",
+}
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("details", [False, True])
+def test_every_document_matches_its_schema(sample: Any, details: bool) -> None:
+    """Also the commands the CLI suites do not run with --json (demo: a whole lifecycle)."""
+    command = _COMMAND_OF[type(sample)]
+    code = 0 if getattr(sample, "ok", True) else 1
+    document = success_document(command, to_jsonable(sample), exit_code=code, details=details)
+    assert validate_document(document) == command
+    assert (document["schema"], document["ok"], document["exit_code"]) == (1, code == 0, code)
+
+
+def test_get_details_adds_the_parsed_fields() -> None:
+    listing = to_jsonable(SAMPLES[2])
+    summary = success_document("get", listing, exit_code=0)["certificates"][0]
+    details = success_document("get", listing, exit_code=0, details=True)["certificates"][0]
+    assert set(details) - set(summary) == {
+        "subject",
+        "issuer",
+        "not_before",
+        "serial",
+        "chain_length",
+        "certificate_pem",
+    }
