@@ -17,10 +17,13 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gnoicert import __version__
 from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from gnoicert.client.errors import RpcFailed
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -386,13 +389,21 @@ def _configure_logging(verbosity: int) -> None:
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
-def _report_error(exc: BaseException, *, json_mode: bool) -> int:
-    from gnoicert.cli.hints import explain
+def status_line(exc: RpcFailed, summary: str) -> str:
+    """The gRPC status under the summary, without repeating what the summary already says."""
+    reason = f" ({exc.reason})" if exc.reason else ""
+    details = f": {exc.details}" if exc.details and exc.details not in summary else ""
+    return f"  gRPC status: {exc.code.name}{reason}{details}"
+
+
+def _report_error(exc: BaseException, *, args: argparse.Namespace) -> int:
+    from gnoicert.cli.hints import Dialled, explain
     from gnoicert.cli.output import dumps, to_jsonable
     from gnoicert.client.errors import RpcFailed, ValidationFailed
 
+    json_mode = args.json
     code = exit_code_for(exc)
-    explanation = explain(exc)
+    explanation = explain(exc, Dialled(server_name=args.server_name, insecure=bool(args.insecure)))
     lines = [f"gnoicert: {explanation.summary}"]
     error: dict[str, Any] = {
         "type": type(exc).__name__,
@@ -400,8 +411,7 @@ def _report_error(exc: BaseException, *, json_mode: bool) -> int:
         "hint": explanation.hint,
     }
     if isinstance(exc, RpcFailed):
-        reason = f" ({exc.reason})" if exc.reason else ""
-        lines.append(f"  gRPC status: {exc.code.name}{reason}: {exc.details}")
+        lines.append(status_line(exc, explanation.summary))
         error.update(code=exc.code.name, reason=exc.reason, details=exc.details, rpc=exc.rpc)
     if isinstance(exc, ValidationFailed):
         error["checks"] = to_jsonable(exc.checks)
@@ -433,7 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         from gnoicert.cli.commands import run_command
+        from gnoicert.cli.precheck import check_arguments
 
+        check_arguments(args)  # before any dialling: a typo costs no round trip
         return run_command(args)
     except BrokenPipeError:
         _discard_stdout()
@@ -446,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not isinstance(exc, GnoiCertError | OSError):
             raise
-        return _report_error(exc, json_mode=args.json)
+        return _report_error(exc, args=args)
 
 
 if __name__ == "__main__":
