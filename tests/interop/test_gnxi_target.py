@@ -232,9 +232,7 @@ def test_no_client_certificate_gets_the_mutual_tls_hint(provisioned: Provisioned
     """Go's TLS stack refuses a missing client certificate with an alert grpcio reports as
     "Unwrap failed (TSI_DATA_CORRUPTED)", not as a closed socket."""
     trust = provisioned.operator.ca_dir / "ca.pem"
-    run = expect(
-        run_cli("get", "--target", provisioned.target.address, "--ca-file", str(trust)), 1
-    )
+    run = expect(run_cli("get", "--target", provisioned.target.address, "--ca-file", str(trust)), 1)
     assert "TSI_DATA_CORRUPTED" in run.stderr  # the status, printed once
     assert "hint: the server may require a client certificate" in run.stderr
     assert "pass --cert and --key" in run.stderr

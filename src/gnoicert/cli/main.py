@@ -17,7 +17,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gnoicert import __version__
 from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
@@ -31,6 +31,8 @@ EXIT_USAGE = 2
 EXIT_VALIDATION = 3
 EXIT_INTERRUPTED = 130
 
+_ARGS_FILE_ERROR = "cannot read args file"
+
 
 class ArgsFileParser(argparse.ArgumentParser):
     """argparse with Junos-style @args files: one or more options per line, shell quoting,
@@ -39,6 +41,32 @@ class ArgsFileParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("fromfile_prefix_chars", "@")
         super().__init__(*args, **kwargs)
+        self._seen: list[str] = []  # the arguments it read, @files expanded (for error())
+
+    def _read_args_from_files(self, arg_strings: list[str]) -> list[str]:
+        for token in arg_strings:
+            if token[:1] in (self.fromfile_prefix_chars or ""):
+                try:
+                    with open(token[1:], "rb"):
+                        pass
+                except OSError as exc:
+                    self.error(f"{_ARGS_FILE_ERROR} {token[1:]}: {exc.strerror or exc}")
+        self._seen = super()._read_args_from_files(arg_strings)
+        return self._seen
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's error, in fewer and better words: an unreadable @file is one line, and
+        an unknown option is named with the option meant (gnoic's -a is our -t)."""
+        from gnoicert.cli.suggest import first_unknown_option, known_options, unknown_option_message
+
+        command = self.prog.split()[0]
+        if message.startswith(_ARGS_FILE_ERROR):
+            self.exit(EXIT_USAGE, f"{command}: {message}\n")
+        known = known_options(self)
+        unknown = first_unknown_option(self._seen, known)
+        if unknown is not None:
+            message = unknown_option_message(unknown, known)
+        super().error(message)
 
     def convert_arg_line_to_args(self, arg_line: str) -> list[str]:
         stripped = arg_line.strip()

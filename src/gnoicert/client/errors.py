@@ -266,7 +266,8 @@ def retry_delay(exc: grpc.aio.AioRpcError) -> float | None:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
-                return info.retry_delay.ToTimedelta().total_seconds()
+                delay: float = info.retry_delay.ToTimedelta().total_seconds()
+                return delay
     return None
 
 
