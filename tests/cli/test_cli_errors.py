@@ -7,6 +7,7 @@ port that is bound but not listening, so it refuses for certain.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from tests.support.cli import (
     expect,
     gnoicert_command,
     run_cli,
+    start_lab,
 )
 from tests.support.pki import TestCA
 from tests.support.target import PASSWORDS
@@ -76,10 +78,30 @@ class TestErrorsAPersonUnderstands:
         assert f"untrusted server: the certificate of {lab.address} does not chain" in run.stderr
         assert "hint: pass --ca-file with the CA (or factory certificate)" in run.stderr
 
-    def test_tls_name_mismatch(self, factory: tuple[str, ...]) -> None:
+    def test_tls_name_mismatch_with_server_name(self, factory: tuple[str, ...]) -> None:
+        """The name was given: say it is not in the SANs, not "pass --server-name"."""
         run = expect(run_cli("time", *factory, "--server-name", "wrong.example.net"), 1)
-        assert "TLS name mismatch" in run.stderr
-        assert "hint: pass --server-name with a DNS name from the target certificate" in run.stderr
+        assert (
+            "gnoicert: TLS name mismatch: 'wrong.example.net' (--server-name) is not among "
+            f"the SANs of the certificate of {factory[1]}"
+        ) in run.stderr
+        assert "hint: give --server-name a DNS name the certificate lists" in run.stderr
+        assert "pass --server-name" not in run.stderr
+
+    def test_insecure_against_a_tls_target(self, lab: Lab) -> None:
+        run = expect(run_cli("time", "--target", lab.address, "--insecure"), 1)
+        assert "hint: the target speaks TLS: drop --insecure and pass --ca-file" in run.stderr
+        assert "client certificate" not in run.stderr
+
+    def test_summary_hint_and_status_once(self, lab: Lab) -> None:
+        """One summary line, the status once (the details are in the summary), one hint."""
+        run = expect(run_cli("revoke", "x", *lab.connection(lab.factory_pem, user="reader")), 1)
+        lines = run.stderr.splitlines()
+        assert len(lines) == 3, run.stderr
+        assert lines[0].startswith(f"gnoicert: not allowed on {lab.address}: ")
+        assert lines[1] == "  gRPC status: PERMISSION_DENIED (NOT_AUTHORIZED)"
+        assert lines[2].startswith("  hint: ")
+        assert run.stderr.count("PERMISSION_DENIED") == 1
 
     def test_authentication_failed(self, lab: Lab) -> None:
         run = expect(
@@ -143,12 +165,12 @@ class TestUsageErrors:
     @pytest.mark.parametrize(
         ("argv", "message"),
         [
-            (("time", "--bogus"), "unrecognized arguments: --bogus"),
+            (("time", "--bogus"), "unknown option --bogus"),
+            (("-a", "127.0.0.1:1", "time"), "unknown option -a; did you mean -t / --target?"),
             (("install",), "the following arguments are required: ID"),
             (("time", "--timeout", "-1"), "argument --timeout: must be positive"),
             (("get", "--expiring-within", "soon"), "'soon' is not a whole number"),
             (("frobnicate",), "invalid choice: 'frobnicate'"),
-            (("@/nonexistent/args.txt", "time"), "No such file or directory"),
         ],
     )
     def test_parser_errors(self, argv: tuple[str, ...], message: str) -> None:
@@ -205,6 +227,12 @@ def test_a_client_key_that_does_not_match_its_certificate(
 
 
 class TestArgsFiles:
+    def test_a_missing_args_file_is_one_line(self) -> None:
+        run = expect(run_cli("@/nonexistent/args.txt", "time"), 2)
+        assert run.stderr == (
+            "gnoicert: cannot read args file /nonexistent/args.txt: No such file or directory\n"
+        )
+
     def test_connection_options_from_a_file(self, lab: Lab, tmp_path: Path) -> None:
         args_file = tmp_path / "target.txt"
         args_file.write_text(
@@ -227,3 +255,27 @@ class TestArgsFiles:
         # Options after an @file override it.
         result = expect(run_cli(f"@{connection}", f"@{command}", "--key-size", "2048"), 0).json()
         assert (result["key_size"], result["can_generate"]) == (2048, True)
+
+
+def test_after_the_rate_limit_the_hint_says_to_wait(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A daemon of its own: the limit counts failures per host, and every test dials from
+    127.0.0.1. After the limit even the right password is refused: checking it is no help."""
+    limited = start_lab(
+        tmp_path_factory.mktemp("rate-limited"), top_lines=["auth_failure_limit = 2"]
+    )
+    try:
+        wrong = {PASSWORD_ENV["admin"]: "not-the-password"}
+        for _ in range(2):
+            run = expect(run_cli("time", *limited.connection(limited.factory_pem), env=wrong), 1)
+            assert "hint: check --username and the password" in run.stderr
+        run = expect(run_cli("time", *limited.connection(limited.factory_pem), "--json"), 1)
+        error = error_of(run.json())
+        assert (error["code"], error["reason"]) == ("UNAUTHENTICATED", "RATE_LIMITED")
+        assert "too many failed attempts" in error["message"]
+        assert re.search(r"retry in \d+ s", error["message"]), error
+        assert re.match(r"wait \d+ s before trying again", error["hint"]), error
+        assert "--password" not in error["hint"]
+    finally:
+        assert limited.stop() == 0, limited.process.stderr_text()

@@ -138,7 +138,7 @@ async def test_failures_from_one_host_are_rate_limited(tmp_path: Path) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.Time(TIME, metadata=metadata)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            assert error_reason(err.value) == "BAD_CREDENTIALS"
+            assert error_reason(err.value) == "RATE_LIMITED"
             assert "too many failed attempts" in (err.value.details() or "")
         records = audit_records(target.audit_path, event="auth_failed")
         assert len(records) == 5

@@ -199,13 +199,15 @@ class Lab:
         return self.process.terminate()
 
 
-def start_lab(directory: Path, *, grpc_lines: Sequence[str] = ()) -> Lab:
+def start_lab(
+    directory: Path, *, grpc_lines: Sequence[str] = (), top_lines: Sequence[str] = ()
+) -> Lab:
     """gnoicertd in its factory state (users admin and reader) in directory/daemon."""
     daemon_dir = directory / "daemon"
     workdir = directory / "operator"
     daemon_dir.mkdir(parents=True)
     workdir.mkdir(parents=True)
-    process = spawn_target(write_config(daemon_dir, grpc_lines=grpc_lines))
+    process = spawn_target(write_config(daemon_dir, grpc_lines=grpc_lines, top_lines=top_lines))
     return Lab(process=process, workdir=workdir)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from gnoicert.cli.output import make_console, print_result
 from gnoicert.client.ca import LocalCA, write_private_file, write_public_file
-from gnoicert.client.certinfo import load_csr, san_strings
+from gnoicert.client.certinfo import load_csr, san_strings, subject_text
 from gnoicert.client.channel import ChannelOptions, read_pem_file
 from gnoicert.client.errors import InputError
 from gnoicert.client.models import (
@@ -244,7 +244,7 @@ def _issued(certificate_pem: bytes, chain_pem: bytes, path: str | None) -> Issue
     except BadEncoding as exc:
         raise InputError(str(exc)) from None
     return IssuedCertificate(
-        subject=leaf.subject.rfc4514_string(),
+        subject=subject_text(leaf),
         sans=san_strings(leaf.extensions),
         fingerprint=fingerprint(leaf),
         not_after=leaf.not_valid_after_utc,

@@ -24,6 +24,15 @@ from gnoicert.client.errors import (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Dialled:
+    """The connection options the command was given: some failures need other words then
+    (a name mismatch with --server-name, a closed connection after --insecure)."""
+
+    server_name: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Explanation:
     """A one-line summary for a person, and the hint that fixes it ("" when there is none)."""
 
@@ -31,10 +40,10 @@ class Explanation:
     hint: str
 
 
-def explain(exc: BaseException) -> Explanation:
+def explain(exc: BaseException, dialled: Dialled | None = None) -> Explanation:
     """Summary and hint for any error the client raises (or an OSError from a file)."""
     if isinstance(exc, RpcFailed):
-        return _explain_rpc(exc)
+        return _explain_rpc(exc, dialled or Dialled())
     if isinstance(exc, ValidationFailed):
         return Explanation(
             summary=str(exc),
@@ -94,8 +103,27 @@ _HINTS_BY_CODE: dict[grpc.StatusCode, str] = {
 }
 
 
-def _explain_rpc(exc: RpcFailed) -> Explanation:
-    hint = _HINTS.get(exc.kind) or _HINTS_BY_CODE.get(exc.code, "")
+def _explain_rpc(exc: RpcFailed, dialled: Dialled) -> Explanation:
+    kind, summary = exc.kind, exc.summary
+    hint = _HINTS.get(kind) or _HINTS_BY_CODE.get(exc.code, "")
     if exc.code == grpc.StatusCode.ABORTED and exc.reason == "OPERATION_IN_PROGRESS":
         hint = "another operation holds that certificate ID or the CA bundle; retry later"
-    return Explanation(summary=exc.summary, hint=hint)
+    if kind == FailureKind.RATE_LIMITED:
+        wait = f"{exc.retry_after:g} s" if exc.retry_after is not None else "a while"
+        hint = (
+            f"wait {wait} before trying again: until then the target refuses every login "
+            "from this host, the right password included"
+        )
+    elif kind == FailureKind.NAME_MISMATCH and dialled.server_name:
+        target = exc.target or "the target"
+        summary = (
+            f"TLS name mismatch: {dialled.server_name!r} (--server-name) is not among the SANs "
+            f"of the certificate of {target}"
+        )
+        hint = (
+            "give --server-name a DNS name the certificate lists, or drop it to check the address"
+        )
+    elif dialled.insecure and kind in (FailureKind.CONNECTION_CLOSED, FailureKind.UNAVAILABLE):
+        hint = "the target speaks TLS: drop --insecure and pass --ca-file with the CA that issued "
+        hint += "its certificate"
+    return Explanation(summary=summary, hint=hint)

@@ -17,7 +17,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gnoicert import __version__
 from gnoicert.cli.documents import (
@@ -32,11 +32,16 @@ from gnoicert.cli.documents import (
 )
 from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
 
+if TYPE_CHECKING:
+    from gnoicert.client.errors import RpcFailed
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_VALIDATION = 3
 EXIT_INTERRUPTED = 130
+
+_ARGS_FILE_ERROR = "cannot read args file"
 
 
 class ArgsFileParser(argparse.ArgumentParser):
@@ -46,17 +51,40 @@ class ArgsFileParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("fromfile_prefix_chars", "@")
         super().__init__(*args, **kwargs)
+        self._seen: list[str] = []  # the arguments it read, @files expanded (for error())
+
+    def _read_args_from_files(self, arg_strings: list[str]) -> list[str]:
+        for token in arg_strings:
+            if token[:1] in (self.fromfile_prefix_chars or ""):
+                try:
+                    with open(token[1:], "rb"):
+                        pass
+                except OSError as exc:
+                    self.error(f"{_ARGS_FILE_ERROR} {token[1:]}: {exc.strerror or exc}")
+        self._seen = super()._read_args_from_files(arg_strings)
+        return self._seen
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's error, in fewer and better words: an unreadable @file is one line, and
+        an unknown option is named with the option meant (gnoic's -a is our -t)."""
+        from gnoicert.cli.suggest import first_unknown_option, known_options, unknown_option_message
+
+        command = self.prog.split()[0]
+        if message.startswith(_ARGS_FILE_ERROR):
+            raise UsageError(message, usage="", prog=command)
+        known = known_options(self)
+        unknown = first_unknown_option(self._seen, known)
+        if unknown is not None:
+            message = unknown_option_message(unknown, known)
+        # Raise instead of printing and exiting: main() reports usage errors in the output
+        # format asked for (a JSON document with --json).
+        raise UsageError(message, usage=self.format_usage(), prog=self.prog)
 
     def convert_arg_line_to_args(self, arg_line: str) -> list[str]:
         stripped = arg_line.strip()
         if not stripped or stripped.startswith("#"):
             return []
         return shlex.split(stripped, comments=True)
-
-    def error(self, message: str) -> NoReturn:
-        """Raise instead of printing and exiting: main() reports usage errors in the output
-        format asked for (a JSON document with --json)."""
-        raise UsageError(message, usage=self.format_usage(), prog=self.prog)
 
 
 class UsageError(Exception):
@@ -461,17 +489,23 @@ def _configure_logging(verbosity: int) -> None:
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
+def status_line(exc: RpcFailed, summary: str) -> str:
+    """The gRPC status under the summary, without repeating what the summary already says."""
+    reason = f" ({exc.reason})" if exc.reason else ""
+    details = f": {exc.details}" if exc.details and exc.details not in summary else ""
+    return f"  gRPC status: {exc.code.name}{reason}{details}"
+
+
 def _report_error(exc: BaseException, *, fmt: str, args: argparse.Namespace) -> int:
     """The error on stderr for a person, and as a document on stdout with --output json|yaml."""
-    from gnoicert.cli.hints import explain
+    from gnoicert.cli.hints import Dialled, explain
     from gnoicert.client.errors import RpcFailed
 
     code = exit_code_for(exc)
-    explanation = explain(exc)
+    explanation = explain(exc, Dialled(server_name=args.server_name, insecure=bool(args.insecure)))
     lines = [f"gnoicert: {explanation.summary}"]
     if isinstance(exc, RpcFailed):
-        reason = f" ({exc.reason})" if exc.reason else ""
-        lines.append(f"  gRPC status: {exc.code.name}{reason}: {exc.details}")
+        lines.append(status_line(exc, explanation.summary))
     if explanation.hint:
         lines.append(f"  hint: {explanation.hint}")
     print("\n".join(lines), file=sys.stderr)
@@ -536,7 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         from gnoicert.cli.commands import run_command
+        from gnoicert.cli.precheck import check_arguments
 
+        check_arguments(args)  # before any dialling: a typo costs no round trip
         return run_command(args, fmt)
     except BrokenPipeError:
         _discard_stdout()

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gnoicert.client.certinfo import key_description, load_csr
+from gnoicert.client.certinfo import key_description, load_csr, subject_of, subject_text
 from gnoicert.client.errors import InputError, SignerError
 from gnoicert.client.models import CaInfo, SignedCertificate
 from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE
@@ -217,11 +217,9 @@ class LocalCA:
         return CaInfo(
             directory=str(self.directory),
             bundle_path=str(self.bundle_path),
-            root_subject=self.root.subject.rfc4514_string(),
+            root_subject=subject_text(self.root),
             root_fingerprint=fingerprint(self.root),
-            intermediate_subject=(
-                self.intermediate.subject.rfc4514_string() if self.intermediate else None
-            ),
+            intermediate_subject=(subject_text(self.intermediate) if self.intermediate else None),
             key_type=f"{key_type}-{key_size}",
             not_after=self.root.not_valid_after_utc,
         )
@@ -247,7 +245,7 @@ class LocalCA:
         public_key = csr.public_key()
         if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise SignerError("only RSA and ECDSA keys can be certified by the local CA")
-        leaf = self._leaf(csr.subject, public_key, sans, days or self.days)
+        leaf = self._leaf(subject_of(csr), public_key, sans, days or self.days)
         return SignedCertificate(
             certificate_pem=certificates_to_pem([leaf]), chain_pem=self.chain_pem
         )
@@ -293,7 +291,7 @@ class LocalCA:
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(issuer.subject)
+            .issuer_name(subject_of(issuer))
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
@@ -15,6 +17,38 @@ from gnoicert.pki.crypto import fingerprint, load_certificates
 from gnoicert.pki.errors import BadEncoding
 
 _NS_PER_S = 1_000_000_000
+
+# cryptography builds a Name's attributes each time `.subject` or `.issuer` is read, and warns
+# (UserWarning) about a country that is not two letters: gnxi's CSRs carry an empty C=, which
+# ends up in certificates signed for them. Such a name is still usable; only that warning goes.
+_SHORT_ATTRIBUTE = r"Attribute's length must be >= \d+ and <= \d+, but it was \d+"
+
+NamedObject = x509.Certificate | x509.CertificateSigningRequest
+
+
+@contextmanager
+def lenient_names() -> Iterator[None]:
+    """Read certificate and CSR names without cryptography's short-attribute warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_SHORT_ATTRIBUTE, category=UserWarning)
+        yield
+
+
+def subject_of(item: NamedObject) -> x509.Name:
+    """The subject of a certificate or CSR (see lenient_names)."""
+    with lenient_names():
+        return item.subject
+
+
+def issuer_of(certificate: x509.Certificate) -> x509.Name:
+    """The issuer of a certificate (see lenient_names)."""
+    with lenient_names():
+        return certificate.issuer
+
+
+def subject_text(item: NamedObject) -> str:
+    """The subject as an RFC 4514 string, for a person."""
+    return subject_of(item).rfc4514_string()
 
 
 def san_strings(extensions: x509.Extensions) -> tuple[str, ...]:
@@ -110,10 +144,10 @@ def describe_certificate(
     key_type, key_size = key_description(leaf.public_key())
     return CertificateInfo(
         certificate_id=certificate_id,
-        subject=leaf.subject.rfc4514_string(),
-        common_name=common_name(leaf.subject),
+        subject=subject_text(leaf),
+        common_name=common_name(subject_of(leaf)),
         sans=san_strings(leaf.extensions),
-        issuer=leaf.issuer.rfc4514_string(),
+        issuer=issuer_of(leaf).rfc4514_string(),
         key_type=key_type,
         key_size=key_size,
         not_before=leaf.not_valid_before_utc,

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from gnoicert.client.certinfo import subject_text
 from gnoicert.client.errors import InputError
 from gnoicert.common.address import format_host_port, parse_host_port
 from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_TIMEOUT_S
@@ -181,7 +182,7 @@ def check_client_identity(certificate_pem: bytes, key_pem: bytes) -> None:
             "the client key is not a usable PEM private key", field="client_key", check="not-a-key"
         ) from None
     if key.public_key() != leaf.public_key():
-        subject = leaf.subject.rfc4514_string()
+        subject = subject_text(leaf)
         raise InputError(
             f"the client key is not the key of the client certificate, {subject}",
             field="client_key",

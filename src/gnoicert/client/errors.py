@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
@@ -43,7 +44,8 @@ class RpcFailed(GnoiCertError):
     """An RPC ended with a non-OK status.
 
     `reason` is the google.rpc.ErrorInfo reason when the target sent one (gnoicertd does; other
-    targets may not), else "". `rpc` is the method name ("Rotate", "Time" ...).
+    targets may not), else "". `rpc` is the method name ("Rotate", "Time" ...). `retry_after`
+    is the google.rpc.RetryInfo delay in seconds when the target asked the caller to wait.
     """
 
     def __init__(
@@ -55,11 +57,13 @@ class RpcFailed(GnoiCertError):
         domain: str = "",
         target: str = "",
         rpc: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.code = code
         self.details = details
         self.reason = reason
         self.domain = domain
+        self.retry_after = retry_after
         self.rpc = str(rpc)  # a plain str, also when given a CertRpc member
         label = f"{code.name} ({reason})" if reason else code.name
         where = f"{rpc} " if rpc else ""
@@ -91,6 +95,7 @@ class FailureKind(StrEnum):
     NO_ANSWER = "no-answer"
     UNAVAILABLE = "unavailable"
     UNAUTHENTICATED = "unauthenticated"
+    RATE_LIMITED = "rate-limited"
     PERMISSION_DENIED = "permission-denied"
     UNSUPPORTED_KEY = "unsupported-key"
     UNIMPLEMENTED = "unimplemented"
@@ -110,7 +115,9 @@ _UNAVAILABLE_PATTERNS: tuple[tuple[tuple[str, ...], FailureKind], ...] = (
         FailureKind.UNTRUSTED_SERVER,
     ),
     (("wrong_version_number",), FailureKind.NOT_TLS),
-    (("socket closed", "connection reset"), FailureKind.CONNECTION_CLOSED),
+    # A Go (crypto/tls) server that wants a client certificate ends the handshake with an alert
+    # grpcio reports as "Unwrap failed (TSI_DATA_CORRUPTED)" rather than as a closed socket.
+    (("socket closed", "connection reset", "tsi_data_corrupted"), FailureKind.CONNECTION_CLOSED),
     (("deadline", "timed out"), FailureKind.NO_ANSWER),
 )
 
@@ -134,13 +141,18 @@ def failure_kind(exc: RpcFailed) -> FailureKind:
         return FailureKind.UNAVAILABLE
     if exc.code == grpc.StatusCode.UNIMPLEMENTED and exc.reason == "UNSUPPORTED_KEY":
         return FailureKind.UNSUPPORTED_KEY
+    if exc.code == grpc.StatusCode.UNAUTHENTICATED and (
+        exc.reason == "RATE_LIMITED" or exc.retry_after is not None
+    ):
+        return FailureKind.RATE_LIMITED
     return _KIND_OF_CODE.get(exc.code, FailureKind.OTHER)
 
 
 def failure_summary(exc: RpcFailed) -> str:
-    """One line for a person; the raw status text when the failure has no plainer words."""
+    """One line for a person; the target's details when the failure has no plainer words."""
     target = exc.target or "the target"
     details = exc.details
+    wait = f"; retry in {exc.retry_after:g} s" if exc.retry_after is not None else ""
     summaries = {
         FailureKind.CONNECTION_REFUSED: f"connection refused by {target}",
         FailureKind.NAME_MISMATCH: f"TLS name mismatch: the certificate of {target} does not "
@@ -151,12 +163,15 @@ def failure_summary(exc: RpcFailed) -> str:
         FailureKind.CONNECTION_CLOSED: f"{target} closed the connection right after connecting",
         FailureKind.NO_ANSWER: f"{target} did not answer in time",
         FailureKind.UNAUTHENTICATED: f"authentication failed on {target}: {details}",
+        FailureKind.RATE_LIMITED: f"{target} refuses logins from this host for a while after "
+        f"too many failed attempts{wait}",
         FailureKind.PERMISSION_DENIED: f"not allowed on {target}: {details}",
         FailureKind.UNSUPPORTED_KEY: f"{target} cannot generate that key: {details}",
         FailureKind.UNIMPLEMENTED: f"the target does not implement {exc.rpc or 'this RPC'}",
         FailureKind.DEADLINE: f"{target} did not answer within the deadline",
     }
-    return summaries.get(exc.kind, str(exc))
+    # Otherwise the target's own words; the status code is the front end's to show, once.
+    return summaries.get(exc.kind, f"{exc.rpc or 'the call'} failed on {target}: {details}")
 
 
 class ValidationFailed(GnoiCertError):
@@ -219,28 +234,41 @@ class InputError(GnoiCertError, ValueError):
         self.detail = detail
 
 
-def error_info(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
-    """(reason, domain) of the google.rpc.ErrorInfo detail, or ("", "") when there is none.
+def _status_details(exc: grpc.aio.AioRpcError) -> Iterator[any_pb2.Any]:
+    """The details of the rich status in the trailing metadata (none when absent or unreadable).
 
     Parsed by hand rather than with grpc_status.rpc_status.from_call, which raises when the
     status message and the RPC details differ: a detail we cannot read is simply absent.
     """
-    metadata = exc.trailing_metadata()
-    if not metadata:
-        return "", ""
-    for key, value in metadata:
+    for key, value in exc.trailing_metadata() or ():
         if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
         try:
             status = status_pb2.Status.FromString(value)
         except DecodeError:
-            return "", ""
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info.reason, info.domain
+            return
+        yield from status.details
+
+
+def error_info(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
+    """(reason, domain) of the google.rpc.ErrorInfo detail, or ("", "") when there is none."""
+    for detail in _status_details(exc):
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return info.reason, info.domain
     return "", ""
+
+
+def retry_delay(exc: grpc.aio.AioRpcError) -> float | None:
+    """Seconds of the google.rpc.RetryInfo detail, or None when the target sent none."""
+    for detail in _status_details(exc):
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                delay: float = info.retry_delay.ToTimedelta().total_seconds()
+                return delay
+    return None
 
 
 def rpc_failed(
@@ -256,6 +284,7 @@ def rpc_failed(
         domain=domain,
         target=target,
         rpc=rpc,
+        retry_after=retry_delay(exc),
     )
 
 

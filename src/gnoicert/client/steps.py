@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from gnoicert.client.certinfo import issuer_of, subject_of
 from gnoicert.client.errors import InputError, ProtocolError
 from gnoicert.client.models import ClientKeyType, KeySource, KeySourceChoice, SignedCertificate
 from gnoicert.pki.crypto import certificates_to_pem, load_certificates
@@ -52,7 +53,7 @@ def expect_case(case: str | None, expected: str) -> None:
 
 
 def _is_self_signed(certificate: x509.Certificate) -> bool:
-    if certificate.issuer != certificate.subject:
+    if issuer_of(certificate) != subject_of(certificate):
         return False
     try:
         certificate.verify_directly_issued_by(certificate)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gnoicert.client import messages
-from gnoicert.client.certinfo import key_description, load_csr, san_strings
+from gnoicert.client.certinfo import key_description, load_csr, san_strings, subject_text
 from gnoicert.client.channel import ChannelOptions, open_channel
 from gnoicert.client.errors import (
     InputError,
@@ -185,7 +185,7 @@ class CertClient:
             target=self.target,
             certificate_id=certificate_id,
             csr_pem=csr_pem.decode("ascii", errors="replace"),
-            subject=csr.subject.rfc4514_string(),
+            subject=subject_text(csr),
             sans=san_strings(csr.extensions),
             key_type=key_type,
             key_size=key_size,
@@ -249,7 +249,7 @@ class CertClient:
             target=self.target,
             size=len(cas),
             fingerprints=tuple(fingerprint(ca) for ca in cas),
-            subjects=tuple(ca.subject.rfc4514_string() for ca in cas),
+            subjects=tuple(subject_text(ca) for ca in cas),
         )
 
     async def get_certificates(self) -> tuple[CertificateInfo, ...]:
@@ -308,7 +308,7 @@ class CertClient:
             target=self.target,
             certificate_id=spec.certificate_id,
             fingerprint=fingerprint(leaf),
-            subject=leaf.subject.rfc4514_string(),
+            subject=subject_text(leaf),
             not_after=leaf.not_valid_after_utc,
             key_source=loaded.key_source,
             ca_bundle_size=len(loaded.material.bundle),
@@ -362,7 +362,7 @@ class CertClient:
             target=self.target,
             certificate_id=spec.certificate_id,
             fingerprint=new_fingerprint,
-            subject=leaf.subject.rfc4514_string(),
+            subject=subject_text(leaf),
             not_after=leaf.not_valid_after_utc,
             key_source=loaded.key_source,
             ca_bundle_size=len(loaded.material.bundle),

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gnoicert.daemon.config import Role, User
-from gnoicert.daemon.errors import NotAuthorized, Unauthenticated
+from gnoicert.daemon.errors import NotAuthorized, RateLimited, Unauthenticated
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -347,7 +347,9 @@ class Authenticator:
             return
         if len(failures) >= self._failure_limit:
             retry = max(1, math.ceil(failures[0] + self._failure_window_s - now))
-            raise Unauthenticated(f"too many failed attempts from {host}; retry in {retry} s")
+            raise RateLimited(
+                f"too many failed attempts from {host}; retry in {retry} s", retry_after_s=retry
+            )
 
     def _record_failure(self, host: str, now: float) -> None:
         if host not in self._failures and len(self._failures) >= _MAX_TRACKED_HOSTS:

@@ -47,6 +47,17 @@ class Unauthenticated(TargetError):
     """No credentials, or wrong ones."""
 
 
+class RateLimited(Unauthenticated):
+    """Too many failed attempts from the caller's host: refused without checking credentials.
+
+    Carries the wait, sent as a google.rpc.RetryInfo detail so a client can say how long.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotAuthorized(TargetError):
     """Authenticated, but the role does not allow this RPC."""
 
@@ -63,6 +74,7 @@ _RULES: dict[type[BaseException], tuple[grpc.StatusCode, str]] = {
     NotFinalized: (grpc.StatusCode.ABORTED, "NOT_FINALIZED"),
     FinalizeTimeout: (grpc.StatusCode.ABORTED, "FINALIZE_TIMEOUT"),
     Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, "BAD_CREDENTIALS"),
+    RateLimited: (grpc.StatusCode.UNAUTHENTICATED, "RATE_LIMITED"),
     NotAuthorized: (grpc.StatusCode.PERMISSION_DENIED, "NOT_AUTHORIZED"),
     ShuttingDown: (grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN"),
     # pki
@@ -108,14 +120,20 @@ def message_for(exc: BaseException) -> str:
 
 
 def to_rpc_status(exc: BaseException) -> grpc.Status:
-    """A rich status: code, message, and an ErrorInfo{reason, domain} detail."""
+    """A rich status: code, message, an ErrorInfo{reason, domain} detail, and a RetryInfo
+    detail when the caller should wait before trying again."""
     code, reason = status_for(exc)
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
+    details = [detail]
+    if isinstance(exc, RateLimited):
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay={"seconds": exc.retry_after_s}))
+        details.append(retry)
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name),
         message=message_for(exc),
-        details=[detail],
+        details=details,
     )
     converted: grpc.Status = rpc_status.to_status(status)
     return converted

@@ -128,8 +128,9 @@ def generate_rsa_key(size: int) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=size)
 
 
-def build_csr(key: PrivateKey, subject: CsrSubject) -> bytes:
-    """PEM CSR, SHA-256, subject and SANs as docs/behaviour.md §5. Raises InvalidCsrParameters."""
+def validate_csr_subject(subject: CsrSubject) -> None:
+    """Raise InvalidCsrParameters for fields no CSR may carry (docs/behaviour.md §5): the checks
+    of build_csr, without a key, so a client can refuse bad input before it dials."""
     for label, value, limit in (
         ("common_name", subject.common_name, 64),
         ("country", subject.country, 64),
@@ -150,6 +151,13 @@ def build_csr(key: PrivateKey, subject: CsrSubject) -> bytes:
             f"email_id {subject.email_id!r} is not an e-mail address (ASCII, one '@', "
             "a local part and a domain)"
         )
+    if subject.ip_address:
+        _parse_ip(subject.ip_address, "ip_address")
+
+
+def build_csr(key: PrivateKey, subject: CsrSubject) -> bytes:
+    """PEM CSR, SHA-256, subject and SANs as docs/behaviour.md §5. Raises InvalidCsrParameters."""
+    validate_csr_subject(subject)
     attributes = [
         x509.NameAttribute(oid, value)
         for oid, value in (

@@ -234,11 +234,11 @@ class TestSummary:
         assert exc.kind is kind
         assert "--" not in exc.summary
         if kind is FailureKind.OTHER:
-            assert exc.summary == str(exc)
+            assert exc.summary == "Get failed on 192.0.2.1:9339: no such ID"
         else:
             assert "192.0.2.1:9339" in exc.summary or "Get" in exc.summary
 
     def test_rolled_back_keeps_the_status_text(self) -> None:
         exc = RotateAborted(code=grpc.StatusCode.INTERNAL, details="boom", rpc="Rotate")
         assert exc.kind is FailureKind.ROLLED_BACK
-        assert exc.summary == str(exc) == "Rotate failed: INTERNAL: boom"
+        assert exc.summary == "Rotate failed on the target: boom"

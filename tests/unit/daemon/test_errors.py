@@ -20,6 +20,7 @@ TABLE: dict[type[Exception], tuple[grpc.StatusCode, str]] = {
     errors.NotFinalized: (Code.ABORTED, "NOT_FINALIZED"),
     errors.FinalizeTimeout: (Code.ABORTED, "FINALIZE_TIMEOUT"),
     errors.Unauthenticated: (Code.UNAUTHENTICATED, "BAD_CREDENTIALS"),
+    errors.RateLimited: (Code.UNAUTHENTICATED, "RATE_LIMITED"),
     errors.NotAuthorized: (Code.PERMISSION_DENIED, "NOT_AUTHORIZED"),
     errors.ShuttingDown: (Code.UNAVAILABLE, "SHUTTING_DOWN"),
     pki.InvalidCertificateId: (Code.INVALID_ARGUMENT, "BAD_CERT_ID"),
@@ -57,14 +58,19 @@ def decode(status: grpc.Status) -> tuple[status_pb2.Status, error_details_pb2.Er
     assert rich.code == status.code.value[0]
     assert rich.message == status.details
     info = error_details_pb2.ErrorInfo()
-    assert len(rich.details) == 1
     assert rich.details[0].Unpack(info)
     return rich, info
 
 
+def make(cls: type[Exception], message: str) -> Exception:
+    if cls is errors.RateLimited:
+        return errors.RateLimited(message, retry_after_s=7)
+    return cls(message)
+
+
 @pytest.mark.parametrize(("cls", "rule"), TABLE.items(), ids=lambda v: getattr(v, "__name__", ""))
 def test_every_entry(cls: type[Exception], rule: tuple[grpc.StatusCode, str]) -> None:
-    exc = cls("what went wrong")
+    exc = make(cls, "what went wrong")
     assert errors.status_for(exc) == rule
     assert errors.reason_for(exc) == rule[1]
     rich, info = decode(errors.to_rpc_status(exc))
@@ -121,6 +127,16 @@ def test_unknown_errors_are_internal_and_hide_their_text(exc: Exception) -> None
 
 def test_never_unknown() -> None:
     for cls in (*TABLE, Exception, BaseException, KeyboardInterrupt, SystemExit):
-        code, _reason = errors.status_for(cls("x"))
+        code, _reason = errors.status_for(make(cls, "x"))
         assert code is not Code.UNKNOWN
         assert code is not Code.OK
+
+
+def test_only_the_rate_limit_adds_retry_info() -> None:
+    rich, _ = decode(errors.to_rpc_status(errors.RateLimited("wait", retry_after_s=7)))
+    retry = error_details_pb2.RetryInfo()
+    assert len(rich.details) == 2
+    assert rich.details[1].Unpack(retry)
+    assert retry.retry_delay.seconds == 7
+    plain, _ = decode(errors.to_rpc_status(errors.Unauthenticated("no")))
+    assert len(plain.details) == 1
