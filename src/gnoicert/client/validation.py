@@ -5,7 +5,9 @@ Two checks, both always run so the report says everything that was seen:
 - served-certificate: a fresh TLS handshake that trusts only the new chain; the certificate the
   target presents must have the new certificate's fingerprint;
 - probe: a fresh gRPC channel (its own subchannel pool) trusting only the new chain, calling
-  System/Time, or a caller-supplied probe.
+  System/Time, or a caller-supplied probe. An UNIMPLEMENTED answer passes: the target can only
+  send it once the TLS handshake with the new certificate has succeeded (targets without
+  System/Time exist, docs/behaviour.md §9).
 """
 
 from __future__ import annotations
@@ -116,6 +118,14 @@ async def run_probe(options: ChannelOptions, probe: Probe | None) -> CheckResult
             (probe or system_time_probe)(channel, options.metadata()), timeout=options.timeout
         )
     except grpc.aio.AioRpcError as exc:
+        rpc = "System/Time" if probe is None else "the probe's RPC"
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return CheckResult(
+                name=name,
+                status="pass",
+                detail=f"{rpc} is not implemented; the UNIMPLEMENTED answer over a new "
+                "connection proved the handshake with the new certificate",
+            )
         failure = rpc_failed(
             exc, target=options.address, rpc=SystemRpc.TIME if probe is None else "probe"
         )
