@@ -59,7 +59,7 @@ async def check_served(options: ChannelOptions, expected_fingerprint: str) -> Ch
     try:
         der = await _served_certificate(options, verify=True)
     except ssl.SSLCertVerificationError as exc:
-        seen = await _unverified_fingerprint(options)
+        seen = await unverified_fingerprint(options)
         return CheckResult(
             name=name,
             status="fail",
@@ -95,7 +95,7 @@ async def _served_certificate(options: ChannelOptions, *, verify: bool) -> bytes
     )
 
 
-async def _unverified_fingerprint(options: ChannelOptions) -> str:
+async def unverified_fingerprint(options: ChannelOptions) -> str:
     try:
         der = await _served_certificate(options, verify=False)
     except (ssl.SSLError, OSError):
@@ -151,7 +151,7 @@ async def wait_for_rollback(options: ChannelOptions, new_fingerprint: str) -> Ch
     deadline = loop.time() + options.timeout
     delay = 0.01
     while True:
-        served = await _unverified_fingerprint(options)
+        served = await unverified_fingerprint(options)
         if served not in (new_fingerprint, "unknown"):
             return CheckResult(name=name, status="pass", detail=f"the target serves {served} again")
         if loop.time() >= deadline:
