@@ -228,10 +228,9 @@ class CertClient:
         target_checks: list[CheckResult] = []
         if dry_run:
             target_checks.append(await self._connection_check())
-        if dry_run or not force:
-            target_checks.append(
-                _load_target_check(certificate_id, await self.get_certificates(), force=force)
-            )
+        target_checks.append(
+            _load_target_check(certificate_id, await self.get_certificates(), force=force)
+        )
         report = self._preflight(
             material,
             key=key,
