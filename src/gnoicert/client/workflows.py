@@ -228,9 +228,7 @@ class CertClient:
         target_checks: list[CheckResult] = []
         if dry_run:
             target_checks.append(await self._connection_check())
-        target_checks.append(
-            _load_target_check(certificate_id, await self.get_certificates(), force=force)
-        )
+        target_checks.append(_load_target_check(certificate_id, await self._listing(), force=force))
         report = self._preflight(
             material,
             key=key,
@@ -312,12 +310,17 @@ class CertClient:
         """
         if not certificate_ids:
             raise InputError("no certificate ID to revoke")
-        listed = {info.certificate_id for info in await self.get_certificates()}
+        listing = await self._listing()
         request = cert_pb2.RevokeCertificatesRequest(certificate_id=list(certificate_ids))
         with translate_rpc_errors(target=self.target, rpc=CertRpc.REVOKE_CERTIFICATES):
             response = await self._cert.RevokeCertificates(request, **self._call_options())
         result = messages.revoke_result_model(response, target=self.target)
-        absent = tuple(i for i in result.revoked if i not in listed and i != CA_BUNDLE_ID)
+        listed = {info.certificate_id for info in listing or ()}
+        absent = tuple(
+            i
+            for i in result.revoked
+            if listing is not None and i not in listed and i != CA_BUNDLE_ID
+        )
         required = None
         if CA_BUNDLE_ID in result.revoked:
             required = await client_certificates_required(
@@ -452,7 +455,10 @@ class CertClient:
         certificate (docs/behaviour.md §4, GetCertificates)."""
         if not (spec.infer_server_role and spec.check_served_certificate) or self.options.insecure:
             return spec, ()
-        listed = {info.certificate_id: info for info in await self.get_certificates()}
+        listing = await self._listing()
+        if listing is None:
+            return spec, ()  # no listing to infer from: keep the checks
+        listed = {info.certificate_id: info for info in listing}
         info = listed.get(spec.certificate_id)
         if info is None or any(e.endpoint == SERVER_ENDPOINT for e in info.endpoints):
             return spec, ()  # absent: the target answers NOT_FOUND; or the server's own
@@ -583,8 +589,7 @@ class CertClient:
                     f"{key_source} would make it",
                 )
             )
-        listing = await self.get_certificates()
-        checks.append(_id_check(flavour, spec.certificate_id, listing))
+        checks.append(_id_check(flavour, spec.certificate_id, await self._listing()))
         key, csr_pem = await self._client_csr(spec.csr)
         signed = await asyncio.to_thread(spec.signer.sign, csr_pem)
         what = "the CSR" if key_source == "client" else "a stand-in CSR for a key of this client"
@@ -628,6 +633,16 @@ class CertClient:
             dry_run=True,
             not_checked=tuple(not_checked),
         )
+
+    async def _listing(self) -> tuple[CertificateInfo, ...] | None:
+        """GetCertificates, or None from a target that does not implement it."""
+        try:
+            return await self.get_certificates()
+        except RpcFailed as exc:
+            if exc.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            _log.info("GetCertificates is not implemented; the ID cannot be checked")
+            return None
 
     async def _connection_check(self) -> CheckResult:
         """System/Time: connection, authentication and clock (UNIMPLEMENTED still connected)."""
@@ -722,10 +737,17 @@ def _expected_name(spec: InstallSpec) -> str | None:
     return spec.expect_name if isinstance(spec, RotateSpec) else None
 
 
+_UNLISTED = CheckResult(
+    name="certificate-id", status="skip", detail="GetCertificates is not implemented"
+)
+
+
 def _id_check(
-    flavour: _Flavour, certificate_id: str, listing: Sequence[CertificateInfo]
+    flavour: _Flavour, certificate_id: str, listing: Sequence[CertificateInfo] | None
 ) -> CheckResult:
     """Install needs a new ID, Rotate an existing one (docs/behaviour.md §2)."""
+    if listing is None:
+        return _UNLISTED
     info = next((i for i in listing if i.certificate_id == certificate_id), None)
     name = "certificate-id"
     if flavour is _INSTALL:
@@ -744,9 +766,11 @@ def _id_check(
 
 
 def _load_target_check(
-    certificate_id: str, listing: Sequence[CertificateInfo], *, force: bool
+    certificate_id: str, listing: Sequence[CertificateInfo] | None, *, force: bool
 ) -> CheckResult:
     """A unary load onto the gRPC server's certificate is refused unless forced."""
+    if listing is None:
+        return _UNLISTED
     info = next((i for i in listing if i.certificate_id == certificate_id), None)
     name = "certificate-id"
     if info is None:
