@@ -17,7 +17,6 @@ from gnoicert import __version__
 from gnoicert.cli.commands import read_password
 from gnoicert.cli.main import (
     EXIT_FAILED,
-    EXIT_OK,
     EXIT_USAGE,
     EXIT_VALIDATION,
     build_parser,
