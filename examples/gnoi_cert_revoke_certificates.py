@@ -1,8 +1,8 @@
 """Revoke certificates on a target by certificate ID (gNOI RevokeCertificates).
 
-The Junos example application of the same name, on top of the gnoicert library. An ID that is
-not on the target counts as revoked (docs/behaviour.md §4); per-ID failures are printed and give
-exit status 1.
+The Junos example application of the same name, on top of the gnoicert library. The target
+counts an ID it does not have as revoked (docs/behaviour.md §4); the library asks first and this
+prints such an ID as "not present". Per-ID failures are printed and give exit status 1.
 
     python examples/gnoi_cert_revoke_certificates.py @examples/args_cert_revoke_certificates.txt
 """
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         return common.report_failure("revoke", exc)
     for certificate_id in result.revoked:
         print(f"revoked {certificate_id}")
+    for certificate_id in result.not_present:
+        print(f"not present {certificate_id}")
     for error in result.errors:
         print(f"not revoked {error.certificate_id}: {error.message}", file=sys.stderr)
     return common.EXIT_OK if result.ok else common.EXIT_FAILED

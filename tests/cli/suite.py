@@ -209,10 +209,25 @@ class CliSuite:
     def test_revoke(self, operator: CliOperator) -> None:
         install_ecdsa(operator, "suite-revoked")
         result = operator.json("revoke", "suite-revoked", "suite-never-installed")
-        # An ID that is not there counts as revoked (docs/behaviour.md §4).
-        assert sorted(result["revoked"]) == ["suite-never-installed", "suite-revoked"]
+        # The target counts an ID that is not there as revoked (docs/behaviour.md §4); the
+        # command asked GetCertificates first and says which one was not present.
+        assert result["revoked"] == ["suite-revoked"]
+        assert result["not_present"] == ["suite-never-installed"]
         assert (result["errors"], result["ok"]) == ([], True)
         assert "suite-revoked" not in operator.listing()
+
+        install_ecdsa(operator, "suite-revoked-text")
+        text = operator.run("revoke", "suite-revoked-text", "suite-typo").stdout
+        assert f"revoked on {operator.lab.address}: suite-revoked-text\n" in text
+        assert "not present on" in text
+        assert "suite-typo" in text.split("not present on", 1)[1]
+
+        strict = operator.json("revoke", "suite-typo", "--strict", code=1)
+        assert (strict["revoked"], strict["not_present"], strict["ok"]) == (
+            [],
+            ["suite-typo"],
+            False,
+        )
 
     def test_get_table_details_save_and_expiring(
         self, operator: CliOperator, tmp_path: Path
@@ -243,12 +258,22 @@ class CliSuite:
             written = (saved_to / f"{info['certificate_id']}.pem").read_text()
             assert written == info["certificate_pem"]
 
-        # Everything here is valid for about a year.
+        # Everything here is valid for about a year: nothing matches, exit 0, nothing saved.
         soon = operator.json("get", "--expiring-within", "30")
         assert (soon["certificates"], soon["expiring_within_days"]) == ([], 30)
-        within_a_year = operator.run("get", "--expiring-within", "400", "-o", "table").stdout
+        empty = tmp_path / "nothing-expiring"
+        nothing = operator.run(
+            "get", "--expiring-within", "30", "--save", str(empty), "-o", "table"
+        ).stdout
+        assert not empty.exists()
+        assert "nothing to save" in nothing
+        # Something matches: exit 4, as a monitoring script wants it.
+        within_a_year = operator.run(
+            "get", "--expiring-within", "400", "-o", "table", code=4
+        ).stdout
         assert f"{len(certificates)} certificate(s) expiring within 400 days" in within_a_year
         assert all(certificate_id in within_a_year for certificate_id in ids)
+        assert operator.json("get", "--expiring-within", "400", code=4)["certificates"]
 
     def test_dry_run_stops_after_preflight(self, operator: CliOperator, tmp_path: Path) -> None:
         install_ecdsa(operator, "suite-dry-existing")
@@ -260,6 +285,7 @@ class CliSuite:
             i: len(operator.lab.audit(certificate_id=i, outcome="committed")) for i in dry_ids
         }
         assert commits == {"suite-dry-new": 0, "suite-dry-existing": 1, "suite-dry-load": 0}
+        records = len(operator.lab.audit())
 
         dry_install = operator.json(
             "install", "suite-dry-new", "--ca-dir", str(operator.ca_dir), "--cn", "dry.example",
@@ -267,6 +293,11 @@ class CliSuite:
         )  # fmt: skip
         assert (dry_install["dry_run"], dry_install["key_source"]) == (True, "target")
         assert dry_install["preflight"]["ok"] is True
+        checked = {c["name"]: c["status"] for c in dry_install["preflight"]["checks"]}
+        assert checked["connection"] == checked["certificate-id"] == checked["signer"] == "pass"
+        assert checked["can-generate-csr"] == "pass"
+        assert checked["key"] == "skip"  # the target's key: GenerateCSR is not sent
+        assert any("GenerateCSR is not sent" in item for item in dry_install["not_checked"])
         dry_rotate = operator.json(
             "rotate", "suite-dry-existing", "--ca-dir", str(operator.ca_dir),
             "--cn", "dry.example", "--no-tls-check", "--dry-run",
@@ -276,11 +307,25 @@ class CliSuite:
             False,
             [],
         )
+        assert any("validation step" in item for item in dry_rotate["not_checked"])
+        dry_client_key = operator.json(
+            "rotate", "suite-dry-existing", "--ca-dir", str(operator.ca_dir),
+            "--cn", "dry.example", "--key-type", "ecdsa", "--no-tls-check", "--dry-run",
+        )  # fmt: skip
+        client_checks = {c["name"]: c["status"] for c in dry_client_key["preflight"]["checks"]}
+        assert (dry_client_key["key_source"], client_checks["key"]) == ("client", "pass")
         dry_load = operator.run(
             "load", "suite-dry-load", str(cert), "--private-key", str(key), "--dry-run"
         ).stdout
-        assert "dry run: suite-dry-load passed preflight" in dry_load
-        assert "nothing was loaded" in dry_load
+        assert "dry run: suite-dry-load passed the checks" in dry_load
+        assert "connection: connected and authenticated" in dry_load
+        assert "not checked:" in dry_load
+        # A dry run of an ID that is not there fails as the real run would, before sending.
+        missing = operator.json(
+            "rotate", "suite-dry-missing", "--ca-dir", str(operator.ca_dir), "--cn", "m",
+            "--no-tls-check", "--dry-run", code=3,
+        )  # fmt: skip
+        assert "suite-dry-missing is not on the target" in missing["error"]["message"]
 
         after = {i: (c["fingerprint"], c["modified"]) for i, c in operator.listing().items()}
         assert after == before
@@ -288,6 +333,8 @@ class CliSuite:
         assert commits == {
             i: len(operator.lab.audit(certificate_id=i, outcome="committed")) for i in dry_ids
         }
+        # Nothing the target audits as a change: no stream opened, no GenerateCSR.
+        assert operator.lab.audit()[records:] == []
 
     def test_load_ca(self, operator: CliOperator, tmp_path: Path) -> None:
         other = tmp_path / "other-ca"

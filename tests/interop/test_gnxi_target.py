@@ -168,10 +168,6 @@ def test_install(provisioned: Provisioned) -> None:
     assert provisioned.listing()["gx-installed"]["fingerprint"] == installed["fingerprint"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 point 6: the validation probe's UNIMPLEMENTED System/Time fails the rotation",
-)
 def test_rotate_with_the_cli(provisioned: Provisioned) -> None:
     old = served_fingerprint(provisioned.target.address)
     run = provisioned.cli(

@@ -125,6 +125,7 @@ def rotate_spec(args: argparse.Namespace) -> RotateSpec:
         key_source=args.key_source,
         require_san=not args.no_tls_check,
         check_served_certificate=not args.no_tls_check,
+        expect_name=args.expect_name,
         preflight=not args.no_preflight,
         dry_run=args.dry_run,
     )
@@ -142,7 +143,10 @@ async def cmd_rotate(client: CertClient, args: argparse.Namespace) -> RotateResu
 
 
 async def cmd_revoke(client: CertClient, args: argparse.Namespace) -> RevokeResult:
-    return await client.revoke(args.certificate_ids)
+    result = await client.revoke(args.certificate_ids)
+    if args.strict and result.not_present:
+        result = dataclasses.replace(result, ok=False)
+    return result
 
 
 async def cmd_get(client: CertClient, args: argparse.Namespace) -> CertificateListing:
@@ -154,7 +158,7 @@ async def cmd_get(client: CertClient, args: argparse.Namespace) -> CertificateLi
             if info.days_left is not None and info.days_left <= args.expiring_within
         )
     saved_to = None
-    if args.save:
+    if args.save and (certificates or args.expiring_within is None):
         directory = Path(args.save)
         directory.mkdir(parents=True, exist_ok=True)
         for info in certificates:
@@ -188,6 +192,7 @@ async def cmd_load(client: CertClient, args: argparse.Namespace) -> LoadResult:
         ca_bundle_pem=_read_optional(args.ca_bundle, "CA bundle"),
         preflight=not args.no_preflight,
         dry_run=args.dry_run,
+        force=args.force,
     )
 
 
@@ -324,6 +329,9 @@ def exit_code_of(result: Any) -> int:
     """Results that are answers but not successes: a revocation with per-ID errors."""
     if isinstance(result, RevokeResult) and not result.ok:
         return 1
+    if isinstance(result, CertificateListing):
+        # Like grep, a filter says whether it matched: 4 when something expires soon.
+        return 4 if result.expiring_within_days is not None and result.certificates else 0
     ok = getattr(result, "ok", True)
     return 0 if ok is True else 1
 

@@ -51,11 +51,7 @@ def explain(exc: BaseException, dialled: Dialled | None = None) -> Explanation:
             "(or --server-name) and that the CA bundle trusts it; nothing was committed",
         )
     if isinstance(exc, PreflightFailed):
-        return Explanation(
-            summary=str(exc),
-            hint="fix the certificate or the CA (nothing was loaded); --no-preflight skips "
-            "these checks",
-        )
+        return _explain_preflight(exc)
     if isinstance(exc, SignerError):
         return Explanation(summary=f"signing failed: {exc}", hint="check the CA or signer command")
     if isinstance(exc, ProtocolError):
@@ -101,6 +97,22 @@ _HINTS_BY_CODE: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.ALREADY_EXISTS: "use rotate to replace an existing certificate",
     grpc.StatusCode.NOT_FOUND: "use install for a new certificate ID",
 }
+
+
+def _explain_preflight(exc: PreflightFailed) -> Explanation:
+    failed = {check.name: check.detail for check in exc.report.failures()}
+    hint = "fix the certificate or the CA (nothing was loaded); --no-preflight skips these checks"
+    detail = failed.get("certificate-id", "")
+    if "gRPC server's certificate" in detail:
+        hint = (
+            "use rotate to replace the server's certificate (validated on a new connection, "
+            "rolled back on failure); --force loads it anyway"
+        )
+    elif "already exists" in detail:
+        hint = "use rotate to replace an existing certificate"
+    elif "is not on the target" in detail:
+        hint = "use install for a new certificate ID"
+    return Explanation(summary=str(exc), hint=hint)
 
 
 def _explain_rpc(exc: RpcFailed, dialled: Dialled) -> Explanation:

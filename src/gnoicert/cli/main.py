@@ -6,7 +6,7 @@ next to our messages). The work happens in commands.py.
 
 Exit codes: 0 success, 1 refused or failed (the gRPC code and reason are printed), 2 usage
 error, 3 the certificate failed validation (preflight or the rotate validation step) and
-nothing was committed.
+nothing was committed, 4 `get --expiring-within` found certificates expiring within that time.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_VALIDATION = 3
+EXIT_EXPIRING = 4
 EXIT_INTERRUPTED = 130
 
 _ARGS_FILE_ERROR = "cannot read args file"
@@ -328,7 +329,10 @@ def _workflow_options(parser: argparse.ArgumentParser) -> None:
         help="CA bundle (PEM) to load with the certificate; replaces the target's",
     )
     flow.add_argument(
-        "--dry-run", action="store_true", help="stop after the preflight checks; nothing is loaded"
+        "--dry-run",
+        action="store_true",
+        help="check everything that can be checked without changing the target (no stream, "
+        "no GenerateCSR) and list what could not be; nothing is sent",
     )
     flow.add_argument(
         "--no-preflight",
@@ -370,11 +374,22 @@ def build_parser() -> ArgsFileParser:
         "--no-tls-check",
         action="store_true",
         help="the certificate is not the gRPC server's: skip the served-"
-        "certificate check and the SAN preflight check",
+        "certificate check and the SAN preflight check (inferred when the target lists the "
+        "ID without the grpc-server endpoint and serves another certificate)",
+    )
+    rotate.add_argument(
+        "--expect-name",
+        metavar="NAME",
+        help="the name the new certificate must carry for the validation session and the SAN "
+        "check (default: --server-name, else the host dialled); repairs a certificate loaded "
+        "with the wrong name: --server-name OLD --expect-name NEW",
     )
 
     revoke = command("revoke", "revoke certificates by ID")
     revoke.add_argument("certificate_ids", metavar="ID", nargs="+")
+    revoke.add_argument(
+        "--strict", action="store_true", help="exit 1 when an ID was not present on the target"
+    )
 
     get = command("get", "list the certificates on the target")
     get.add_argument("--details", action="store_true", help="every field of every certificate")
@@ -383,7 +398,7 @@ def build_parser() -> ArgsFileParser:
         "--expiring-within",
         metavar="DAYS",
         type=_non_negative_int,
-        help="only certificates expiring within DAYS days",
+        help="only certificates expiring within DAYS days; exit 4 when there are any",
     )
 
     csr = command("generate-csr", "have the target make a key pair and a CSR (unary)")
@@ -402,8 +417,18 @@ def build_parser() -> ArgsFileParser:
         help="the certificate's key, when the target did not generate it",
     )
     load.add_argument("--ca-bundle", metavar="FILE", help="CA bundle (PEM) to load with it")
-    load.add_argument("--dry-run", action="store_true", help="stop after the preflight checks")
+    load.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the connection, the ID and the certificate; nothing is loaded",
+    )
     load.add_argument("--no-preflight", action="store_true", help="skip the client-side checks")
+    load.add_argument(
+        "--force",
+        action="store_true",
+        help="load even onto the gRPC server's certificate (no validation, no rollback: "
+        "prefer rotate)",
+    )
 
     load_ca = command("load-ca", "replace the target's CA bundle")
     load_ca.add_argument("bundle_file", metavar="BUNDLE_FILE")

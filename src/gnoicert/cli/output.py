@@ -32,6 +32,7 @@ from gnoicert.client.models import (
     RotateResult,
     TargetTime,
 )
+from gnoicert.common.constants import CA_BUNDLE_ID
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -119,16 +120,57 @@ def _preflight(report: PreflightReport, console: Console) -> None:
     _checks("preflight", report.checks, console)
 
 
+def _dry_run(
+    certificate_id: str, target: str, not_checked: tuple[str, ...], console: Console
+) -> None:
+    """The verdict of a dry run, and what it could not check."""
+    console.print(
+        f"dry run: {certificate_id} passed the checks for {target}; nothing was sent that "
+        "changes the target",
+        markup=False,
+    )
+    if not_checked:
+        console.print("not checked:")
+        for item in not_checked:
+            console.print(f"  - {item}", markup=False)
+
+
+_NEXT_WITH_CERTIFICATE = (
+    "the target now requires a client certificate that chains to its CA bundle: pass --cert "
+    "FILE --key FILE on the next command (gnoicert ca issue makes one)"
+)
+_NEXT_WITHOUT_CERTIFICATE = (
+    "the target no longer requires client certificates: --cert and --key are not needed "
+    "any more (the username and password still are)"
+)
+
+
+def _mode(required: bool | None, *, expected: bool, console: Console) -> None:
+    """Say what a bundle change did to the authentication mode, and what the next command
+    needs (docs/behaviour.md §1, "Authentication mode")."""
+    if required is None:
+        console.print(
+            "could not tell whether the target now requires client certificates", markup=False
+        )
+    elif required == expected:
+        text = _NEXT_WITH_CERTIFICATE if required else _NEXT_WITHOUT_CERTIFICATE
+        console.print(text, markup=False)
+    elif required:
+        console.print(
+            "the target still requires client certificates (--cert and --key)", markup=False
+        )
+    else:
+        console.print(
+            "the target still accepts connections without a client certificate", markup=False
+        )
+
+
 def _install(result: InstallResult, console: Console) -> None:
     from rich.markup import escape
 
     _preflight(result.preflight, console)
     if result.dry_run:
-        console.print(
-            f"dry run: {result.certificate_id} passed preflight for {result.target}; "
-            "nothing was installed",
-            markup=False,
-        )
+        _dry_run(result.certificate_id, result.target, result.not_checked, console)
         return
     bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
     console.print(
@@ -136,18 +178,18 @@ def _install(result: InstallResult, console: Console) -> None:
         f"{escape(result.subject)}, key made by the {result.key_source}{bundle}"
     )
     console.print(f"  sha256 {result.fingerprint}, valid until {_date(result.not_after)}")
+    if result.ca_bundle_size:
+        _mode(result.client_certificates_required, expected=True, console=console)
 
 
 def _rotate(result: RotateResult, console: Console) -> None:
     from rich.markup import escape
 
+    for note in result.notes:
+        console.print(f"note: {note} (--no-tls-check inferred)", markup=False)
     _preflight(result.preflight, console)
     if result.dry_run:
-        console.print(
-            f"dry run: {result.certificate_id} passed preflight for {result.target}; "
-            "nothing was rotated",
-            markup=False,
-        )
+        _dry_run(result.certificate_id, result.target, result.not_checked, console)
         return
     _checks("validation", result.validation, console)
     bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
@@ -188,6 +230,8 @@ def _listing(listing: CertificateListing, console: Console, *, details: bool = F
         console.print(listing_table(listing, console.width))
     if listing.saved_to:
         console.print(f"saved {len(certificates)} certificate(s) to {listing.saved_to}")
+    elif not certificates and listing.expiring_within_days is not None:
+        console.print("nothing to save", style="dim")
 
 
 # Columns of the certificate table, most important first: when the console is too narrow, the
@@ -293,6 +337,13 @@ def _revoke(result: RevokeResult, console: Console) -> None:
 
     if result.revoked:
         console.print(f"revoked on {result.target}: {', '.join(result.revoked)}", markup=False)
+    if result.not_present:
+        console.print(
+            f"not present on {result.target} (nothing to revoke): {', '.join(result.not_present)}",
+            markup=False,
+        )
+    if result.client_certificates_required is not None or CA_BUNDLE_ID in result.revoked:
+        _mode(result.client_certificates_required, expected=False, console=console)
     for error in result.errors:
         console.print(
             f"[red]not revoked[/] {escape(error.certificate_id)}: {escape(error.message)}"
@@ -313,11 +364,7 @@ def _csr(result: GeneratedCsr, console: Console) -> None:
 def _load(result: LoadResult, console: Console) -> None:
     _preflight(result.preflight, console)
     if result.dry_run:
-        console.print(
-            f"dry run: {result.certificate_id} passed preflight for {result.target}; "
-            "nothing was loaded",
-            markup=False,
-        )
+        _dry_run(result.certificate_id, result.target, result.not_checked, console)
         return
     bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
     console.print(
@@ -330,6 +377,7 @@ def _bundle(result: CaBundleResult, console: Console) -> None:
     console.print(f"loaded a CA bundle of {result.size} certificate(s) on {result.target}")
     for subject, fp in zip(result.subjects, result.fingerprints, strict=True):
         console.print(f"  {subject} (sha256 {fp})", markup=False)
+    _mode(result.client_certificates_required, expected=bool(result.size), console=console)
 
 
 def _capability(result: CsrCapability, console: Console) -> None:

@@ -80,11 +80,18 @@ class RotateSpec(InstallSpec):
 
     `check_served_certificate` (the default) expects the rotated certificate to be the one the
     gRPC server presents, and checks its fingerprint on a new connection; turn it off when
-    rotating a certificate used by another endpoint. `probe` replaces the System/Time call.
+    rotating a certificate used by another endpoint. `infer_server_role` turns both it and
+    `require_san` off when the target's listing shows the ID is not the server's (no
+    `grpc-server` endpoint, and not the certificate a new connection gets). `expect_name` is the
+    name the new certificate must carry for the validation session and the SAN check (default:
+    the name the client checks, so a certificate loaded with a wrong name can be repaired).
+    `probe` replaces the System/Time call.
     """
 
     require_san: bool = True
     check_served_certificate: bool = True
+    infer_server_role: bool = True
+    expect_name: str | None = None
     probe: Probe | None = field(default=None, compare=False)
 
 
@@ -141,6 +148,8 @@ class InstallResult:
     preflight: PreflightReport
     dry_run: bool
     elapsed_s: float
+    not_checked: tuple[str, ...] = ()
+    client_certificates_required: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +168,8 @@ class RotateResult:
     finalized: bool
     dry_run: bool
     elapsed_s: float
+    not_checked: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,12 +221,19 @@ class RevocationError:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RevokeResult:
-    """RevokeCertificates: the RPC succeeds even when some IDs fail; `ok` says whether all did."""
+    """RevokeCertificates: the RPC succeeds even when some IDs fail; `ok` says whether all did.
+
+    `not_present` lists the IDs GetCertificates did not list before the call (the target counts
+    them as revoked, docs/behaviour.md §4); they are not in `revoked`.
+    `client_certificates_required` is set after the CA bundle was revoked (None: not asked).
+    """
 
     target: str
     revoked: tuple[str, ...]
     errors: tuple[RevocationError, ...]
     ok: bool
+    not_present: tuple[str, ...] = ()
+    client_certificates_required: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,16 +261,20 @@ class LoadResult:
     ca_bundle_size: int
     preflight: PreflightReport
     dry_run: bool
+    not_checked: tuple[str, ...] = ()
+    client_certificates_required: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CaBundleResult:
-    """A LoadCertificateAuthorityBundle: how many CAs, and which."""
+    """A LoadCertificateAuthorityBundle: how many CAs, and which; whether a new connection
+    without a client certificate is now refused (None: could not tell)."""
 
     target: str
     size: int
     fingerprints: tuple[str, ...]
     subjects: tuple[str, ...]
+    client_certificates_required: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,9 @@ from gnoicert.client.steps import Material
 from gnoicert.pki.chain import CLOCK_SKEW, acts_as_ca, chain_verifies
 from gnoicert.pki.crypto import PrivateKey, PublicKey
 
+# A certificate this close to its end is loaded, with a warning: it will need rotating soon.
+EXPIRY_WARNING = dt.timedelta(days=30)
+
 
 def run_preflight(
     material: Material,
@@ -88,6 +91,14 @@ def check_validity(leaf: x509.Certificate, now: dt.datetime) -> CheckResult:
         return _result("validity", "fail", f"not valid before {not_before.isoformat()}")
     if not_after <= now:
         return _result("validity", "fail", f"expired at {not_after.isoformat()}")
+    if not_after - now < EXPIRY_WARNING:
+        days = (not_after - now).days
+        return _result(
+            "validity",
+            "warn",
+            f"expires within {EXPIRY_WARNING.days} days ({days} days left, "
+            f"until {not_after.isoformat()})",
+        )
     return _result("validity", "pass", f"valid until {not_after.isoformat()}")
 
 

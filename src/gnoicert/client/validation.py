@@ -5,7 +5,9 @@ Two checks, both always run so the report says everything that was seen:
 - served-certificate: a fresh TLS handshake that trusts only the new chain; the certificate the
   target presents must have the new certificate's fingerprint;
 - probe: a fresh gRPC channel (its own subchannel pool) trusting only the new chain, calling
-  System/Time, or a caller-supplied probe.
+  System/Time, or a caller-supplied probe. An UNIMPLEMENTED answer passes: the target can only
+  send it once the TLS handshake with the new certificate has succeeded (targets without
+  System/Time exist, docs/behaviour.md §9).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ async def check_served(options: ChannelOptions, expected_fingerprint: str) -> Ch
     try:
         der = await _served_certificate(options, verify=True)
     except ssl.SSLCertVerificationError as exc:
-        seen = await _unverified_fingerprint(options)
+        seen = await unverified_fingerprint(options)
         return CheckResult(
             name=name,
             status="fail",
@@ -93,7 +95,7 @@ async def _served_certificate(options: ChannelOptions, *, verify: bool) -> bytes
     )
 
 
-async def _unverified_fingerprint(options: ChannelOptions) -> str:
+async def unverified_fingerprint(options: ChannelOptions) -> str:
     try:
         der = await _served_certificate(options, verify=False)
     except (ssl.SSLError, OSError):
@@ -116,6 +118,14 @@ async def run_probe(options: ChannelOptions, probe: Probe | None) -> CheckResult
             (probe or system_time_probe)(channel, options.metadata()), timeout=options.timeout
         )
     except grpc.aio.AioRpcError as exc:
+        rpc = "System/Time" if probe is None else "the probe's RPC"
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return CheckResult(
+                name=name,
+                status="pass",
+                detail=f"{rpc} is not implemented; the UNIMPLEMENTED answer over a new "
+                "connection proved the handshake with the new certificate",
+            )
         failure = rpc_failed(
             exc, target=options.address, rpc=SystemRpc.TIME if probe is None else "probe"
         )
@@ -141,7 +151,7 @@ async def wait_for_rollback(options: ChannelOptions, new_fingerprint: str) -> Ch
     deadline = loop.time() + options.timeout
     delay = 0.01
     while True:
-        served = await _unverified_fingerprint(options)
+        served = await unverified_fingerprint(options)
         if served not in (new_fingerprint, "unknown"):
             return CheckResult(name=name, status="pass", detail=f"the target serves {served} again")
         if loop.time() >= deadline:

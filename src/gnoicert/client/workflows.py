@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gnoicert.client import messages
+from gnoicert.client.authmode import MODE_SWITCH_WAIT_S, client_certificates_required
 from gnoicert.client.certinfo import key_description, load_csr, san_strings, subject_text
 from gnoicert.client.channel import ChannelOptions, open_channel
 from gnoicert.client.errors import (
@@ -60,7 +61,12 @@ from gnoicert.client.steps import (
     split_material,
 )
 from gnoicert.client.streams import Stream, StreamCall
-from gnoicert.client.validation import validate_rotation, wait_for_rollback
+from gnoicert.client.validation import (
+    unverified_fingerprint,
+    validate_rotation,
+    wait_for_rollback,
+)
+from gnoicert.common.constants import CA_BUNDLE_ID, SERVER_ENDPOINT
 from gnoicert.common.rpc import CertRpc, SystemRpc
 from gnoicert.pki.crypto import (
     PrivateKey,
@@ -99,13 +105,14 @@ _ROTATE = _Flavour(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Loaded:
-    """A stream after its load step (or after preflight, for a dry run)."""
+    """A stream after its load step; for a dry run no stream was ever opened."""
 
-    stream: Stream
+    stream: Stream | None
     material: Material
     key_source: KeySource
     preflight: PreflightReport
     dry_run: bool
+    not_checked: tuple[str, ...] = ()
 
 
 class CertClient:
@@ -202,17 +209,42 @@ class CertClient:
         require_san: bool = False,
         preflight: bool = True,
         dry_run: bool = False,
+        force: bool = False,
     ) -> LoadResult:
         """Unary LoadCertificate: with a private key (client key), else onto the key pending from
-        an earlier GenerateCSR. `certificate_pem` is the leaf, then any chain."""
+        an earlier GenerateCSR. `certificate_pem` is the leaf, then any chain.
+
+        Refused (PreflightFailed, nothing sent) onto the ID of the gRPC server's certificate
+        unless `force`: a unary load has no validation step and no rollback, so a wrong
+        certificate there locks clients out; Rotate is the way to replace it. A dry run sends
+        nothing that changes the target: it checks the connection and the listing as well.
+        """
         material = split_material(
             SignedCertificate(certificate_pem=certificate_pem),
             ca_bundle_pem=ca_bundle_pem,
             trust_anchors_pem=trust_anchors_pem,
         )
         key = _load_key(private_key_pem) if private_key_pem is not None else None
-        report = self._preflight(material, key=key, require_san=require_san, enabled=preflight)
+        target_checks: list[CheckResult] = []
+        if dry_run:
+            target_checks.append(await self._connection_check())
+        target_checks.append(_load_target_check(certificate_id, await self._listing(), force=force))
+        report = self._preflight(
+            material,
+            key=key,
+            require_san=require_san,
+            enabled=preflight,
+            before=tuple(target_checks),
+        )
         key_source: KeySource = "client" if key is not None else "target"
+        not_checked: tuple[str, ...] = ()
+        if dry_run:
+            not_checked = (
+                "the target's own checks at load (chain against its CA bundle, key, lock on "
+                "the ID): only LoadCertificate can run them",
+            )
+            if key is None:
+                not_checked += ("the key pending on the target from GenerateCSR",)
         if not dry_run:
             request = messages.load_certificate_request(
                 certificate_id,
@@ -231,11 +263,15 @@ class CertClient:
             ca_bundle_size=len(material.bundle),
             preflight=report,
             dry_run=dry_run,
+            not_checked=not_checked,
         )
 
-    async def load_ca_bundle(self, bundle_pem: bytes) -> CaBundleResult:
+    async def load_ca_bundle(
+        self, bundle_pem: bytes, *, mode_wait_s: float = MODE_SWITCH_WAIT_S
+    ) -> CaBundleResult:
         """LoadCertificateAuthorityBundle: replaces the whole bundle (the first one turns on
-        mutual TLS on gnoicertd; have a client certificate from this bundle ready)."""
+        mutual TLS on gnoicertd; have a client certificate from this bundle ready). The result
+        says whether the target now refuses connections without a client certificate."""
         try:
             cas = load_certificates(bundle_pem)
         except BadEncoding as exc:
@@ -250,6 +286,9 @@ class CertClient:
             size=len(cas),
             fingerprints=tuple(fingerprint(ca) for ca in cas),
             subjects=tuple(subject_text(ca) for ca in cas),
+            client_certificates_required=await client_certificates_required(
+                self.options, expect=bool(cas), within=mode_wait_s
+            ),
         )
 
     async def get_certificates(self) -> tuple[CertificateInfo, ...]:
@@ -260,14 +299,39 @@ class CertClient:
             )
         return messages.certificates_model(response)
 
-    async def revoke(self, certificate_ids: Sequence[str]) -> RevokeResult:
-        """RevokeCertificates; per-ID failures are in the result (the RPC itself succeeds)."""
+    async def revoke(
+        self, certificate_ids: Sequence[str], *, mode_wait_s: float = MODE_SWITCH_WAIT_S
+    ) -> RevokeResult:
+        """RevokeCertificates; per-ID failures are in the result (the RPC itself succeeds).
+
+        GetCertificates is asked first: a target counts an ID it does not have as revoked
+        (docs/behaviour.md §4), the result lists those as `not_present` instead. The CA bundle
+        is not listed by GetCertificates; revoking it is reported with the new TLS mode.
+        """
         if not certificate_ids:
             raise InputError("no certificate ID to revoke")
+        listing = await self._listing()
         request = cert_pb2.RevokeCertificatesRequest(certificate_id=list(certificate_ids))
         with translate_rpc_errors(target=self.target, rpc=CertRpc.REVOKE_CERTIFICATES):
             response = await self._cert.RevokeCertificates(request, **self._call_options())
-        return messages.revoke_result_model(response, target=self.target)
+        result = messages.revoke_result_model(response, target=self.target)
+        listed = {info.certificate_id for info in listing or ()}
+        absent = tuple(
+            i
+            for i in result.revoked
+            if listing is not None and i not in listed and i != CA_BUNDLE_ID
+        )
+        required = None
+        if CA_BUNDLE_ID in result.revoked:
+            required = await client_certificates_required(
+                self.options, expect=False, within=mode_wait_s
+            )
+        return replace(
+            result,
+            revoked=tuple(i for i in result.revoked if i not in absent),
+            not_present=absent,
+            client_certificates_required=required,
+        )
 
     async def time(self) -> TargetTime:
         """System/Time: the target's clock, and how far it is from this host's."""
@@ -296,13 +360,16 @@ class CertClient:
         """
         started = time.monotonic()
         loaded = await self._load_over_stream(_INSTALL, spec)
-        try:
-            if not loaded.dry_run:
+        if loaded.stream is not None:
+            try:
                 await loaded.stream.half_close()
                 await loaded.stream.finish()
-        finally:
-            loaded.stream.cancel_if_running()
+            finally:
+                loaded.stream.cancel_if_running()
         leaf = loaded.material.leaf
+        required = None
+        if loaded.material.bundle and not loaded.dry_run:
+            required = await client_certificates_required(self.options, expect=True)
         _log.info("Install %s: done (%s)", spec.certificate_id, fingerprint(leaf))
         return InstallResult(
             target=self.target,
@@ -315,6 +382,8 @@ class CertClient:
             preflight=loaded.preflight,
             dry_run=loaded.dry_run,
             elapsed_s=time.monotonic() - started,
+            not_checked=loaded.not_checked,
+            client_certificates_required=required,
         )
 
     async def rotate(self, spec: RotateSpec) -> RotateResult:
@@ -326,14 +395,18 @@ class CertClient:
         stream (the target rolls back) and raise ValidationFailed with the checks.
         """
         started = time.monotonic()
+        spec, notes = await self._server_role(spec)
         loaded = await self._load_over_stream(_ROTATE, spec)
         leaf = loaded.material.leaf
         new_fingerprint = fingerprint(leaf)
         checks: tuple[CheckResult, ...] = ()
+        validation_options = self.options
+        if spec.expect_name:
+            validation_options = replace(self.options, server_name=spec.expect_name)
         try:
-            if not loaded.dry_run:
+            if loaded.stream is not None:
                 checks = await validate_rotation(
-                    self.options,
+                    validation_options,
                     expected_fingerprint=new_fingerprint,
                     trust_pem=loaded.material.trust_pem(),
                     check_served_certificate=spec.check_served_certificate,
@@ -350,13 +423,14 @@ class CertClient:
                 if any(check.status == "fail" for check in checks):
                     loaded.stream.cancel_if_running()
                     if spec.check_served_certificate:
-                        checks += (await wait_for_rollback(self.options, new_fingerprint),)
+                        checks += (await wait_for_rollback(validation_options, new_fingerprint),)
                     raise ValidationFailed(
                         certificate_id=spec.certificate_id, checks=checks, target=self.target
                     )
                 await self._finalize(loaded.stream)
         finally:
-            loaded.stream.cancel_if_running()
+            if loaded.stream is not None:
+                loaded.stream.cancel_if_running()
         _log.info("Rotate %s: done (%s)", spec.certificate_id, new_fingerprint)
         return RotateResult(
             target=self.target,
@@ -371,7 +445,33 @@ class CertClient:
             finalized=not loaded.dry_run,
             dry_run=loaded.dry_run,
             elapsed_s=time.monotonic() - started,
+            not_checked=loaded.not_checked,
+            notes=notes,
         )
+
+    async def _server_role(self, spec: RotateSpec) -> tuple[RotateSpec, tuple[str, ...]]:
+        """Turn the served-certificate and SAN checks off when the listing shows the ID is not
+        the gRPC server's: no `grpc-server` endpoint, and new connections get another
+        certificate (docs/behaviour.md §4, GetCertificates)."""
+        if not (spec.infer_server_role and spec.check_served_certificate) or self.options.insecure:
+            return spec, ()
+        listing = await self._listing()
+        if listing is None:
+            return spec, ()  # no listing to infer from: keep the checks
+        listed = {info.certificate_id: info for info in listing}
+        info = listed.get(spec.certificate_id)
+        if info is None or any(e.endpoint == SERVER_ENDPOINT for e in info.endpoints):
+            return spec, ()  # absent: the target answers NOT_FOUND; or the server's own
+        served = await unverified_fingerprint(self.options)
+        if served in ("unknown", info.fingerprint):
+            return spec, ()
+        note = (
+            f"{spec.certificate_id} is not the gRPC server's certificate (no {SERVER_ENDPOINT} "
+            f"endpoint; new connections get sha256 {served}): the served-certificate and SAN "
+            "checks are off"
+        )
+        _log.info("Rotate %s: %s", spec.certificate_id, note)
+        return replace(spec, check_served_certificate=False, require_san=False), (note,)
 
     # -- stream steps ------------------------------------------------------------------------------
 
@@ -406,6 +506,8 @@ class CertClient:
         CanGenerateCSR probe (or during client-side signing) to a target that does not serve
         it can end, in a race inside grpcio, as INTERNAL instead of UNIMPLEMENTED.
         """
+        if spec.dry_run:
+            return await self._dry_run(flavour, spec)
         stream: Stream | None = None
 
         def opened() -> Stream:
@@ -444,19 +546,8 @@ class CertClient:
                 csr_public_key=csr_public_key,
                 require_san=spec.require_san,
                 enabled=spec.preflight,
+                dial_name=_expected_name(spec),
             )
-            if spec.dry_run:
-                _log.info(
-                    "%s %s: dry run, stopping after preflight", flavour.rpc, spec.certificate_id
-                )
-                opened().cancel_if_running()
-                return _Loaded(
-                    stream=opened(),
-                    material=material,
-                    key_source=key_source,
-                    preflight=report,
-                    dry_run=True,
-                )
             request = messages.load_certificate_request(
                 spec.certificate_id,
                 material.certificate_pem,
@@ -478,6 +569,104 @@ class CertClient:
             key_source=key_source,
             preflight=report,
             dry_run=False,
+        )
+
+    async def _dry_run(self, flavour: _Flavour, spec: InstallSpec) -> _Loaded:
+        """Everything that can be checked without changing the target (docs/behaviour.md §8:
+        GenerateCSR is a change, the target stores the key): the connection and clock,
+        CanGenerateCSR, the ID in the listing, the signer (on a stand-in CSR of this client's
+        when the target would make the key), and the preflight of what it signed."""
+        checks = [await self._connection_check()]
+        can_generate = await self._probe_can_generate(spec)
+        key_source = choose_key_source(spec.key_source, spec.csr.key_type, can_generate)
+        if can_generate is not None:
+            answer = "can" if can_generate else "cannot"
+            checks.append(
+                CheckResult(
+                    name="can-generate-csr",
+                    status="pass",
+                    detail=f"the target {answer} make an RSA-{spec.csr.key_size} key: the "
+                    f"{key_source} would make it",
+                )
+            )
+        checks.append(_id_check(flavour, spec.certificate_id, await self._listing()))
+        key, csr_pem = await self._client_csr(spec.csr)
+        signed = await asyncio.to_thread(spec.signer.sign, csr_pem)
+        what = "the CSR" if key_source == "client" else "a stand-in CSR for a key of this client"
+        checks.append(
+            CheckResult(name="signer", status="pass", detail=f"{spec.signer!r} signed {what}")
+        )
+        material = split_material(
+            signed, ca_bundle_pem=spec.ca_bundle_pem, trust_anchors_pem=spec.trust_anchors_pem
+        )
+        report = self._preflight(
+            material,
+            key=key if key_source == "client" else None,
+            require_san=spec.require_san,
+            enabled=spec.preflight,
+            dial_name=_expected_name(spec),
+            before=tuple(checks),
+        )
+        not_checked = [
+            "the target's own checks at load (chain against its CA bundle, key, lock on the "
+            "ID): only the load can run them",
+        ]
+        if key_source == "target":
+            not_checked.insert(
+                0,
+                "the target's key pair and CSR: GenerateCSR is not sent (the target would "
+                "store the key); the certificate checked was signed for a stand-in key",
+            )
+        if material.bundle:
+            not_checked.append("the target's lockout guard on the new CA bundle")
+        if flavour is _ROTATE:
+            not_checked.append(
+                "the validation step (a new connection getting the new certificate): it needs "
+                "the load"
+            )
+        _log.info("%s %s: dry run; nothing was sent", flavour.rpc, spec.certificate_id)
+        return _Loaded(
+            stream=None,
+            material=material,
+            key_source=key_source,
+            preflight=report,
+            dry_run=True,
+            not_checked=tuple(not_checked),
+        )
+
+    async def _listing(self) -> tuple[CertificateInfo, ...] | None:
+        """GetCertificates, or None from a target that does not implement it."""
+        try:
+            return await self.get_certificates()
+        except RpcFailed as exc:
+            if exc.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            _log.info("GetCertificates is not implemented; the ID cannot be checked")
+            return None
+
+    async def _connection_check(self) -> CheckResult:
+        """System/Time: connection, authentication and clock (UNIMPLEMENTED still connected)."""
+        name = "connection"
+        try:
+            answer = await self.time()
+        except RpcFailed as exc:
+            if exc.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            return CheckResult(
+                name=name, status="pass", detail="connected (System/Time is not implemented)"
+            )
+        if abs(answer.offset_s) > CLOCK_WARNING_S:
+            return CheckResult(
+                name=name,
+                status="warn",
+                detail=f"connected; the target's clock is {answer.offset_s:+.0f} s off this "
+                "host's: validity there is judged by that clock",
+            )
+        return CheckResult(
+            name=name,
+            status="pass",
+            detail=f"connected and authenticated; System/Time answered (offset "
+            f"{answer.offset_s:+.3f} s)",
         )
 
     async def _target_csr(self, stream: Stream, flavour: _Flavour, spec: InstallSpec) -> bytes:
@@ -510,17 +699,23 @@ class CertClient:
         csr_public_key: PublicKey | None = None,
         require_san: bool,
         enabled: bool,
+        dial_name: str | None = None,
+        before: tuple[CheckResult, ...] = (),
     ) -> PreflightReport:
+        """The material's checks after `before` (the target checks of a dry run or a load);
+        raises PreflightFailed when any of them failed."""
         if not enabled:
             skipped = CheckResult(name="preflight", status="skip", detail="turned off")
-            return PreflightReport.from_checks([skipped])
-        report = run_preflight(
-            material,
-            key=key,
-            csr_public_key=csr_public_key,
-            dial_name=None if self.options.insecure else self.options.verify_name,
-            require_san=require_san,
-        )
+            report = PreflightReport.from_checks([*before, skipped])
+        else:
+            material_report = run_preflight(
+                material,
+                key=key,
+                csr_public_key=csr_public_key,
+                dial_name=None if self.options.insecure else dial_name or self.options.verify_name,
+                require_san=require_san,
+            )
+            report = PreflightReport.from_checks([*before, *material_report.checks])
         for check in report.checks:
             _log.info("preflight %s %s: %s", check.name, check.status, check.detail)
         if not report.ok:
@@ -532,6 +727,65 @@ class CertClient:
         await stream.write(messages.rotate_finalize(), after_load=True)
         await stream.half_close(after_load=True)
         await stream.finish(after_load=True)
+
+
+CLOCK_WARNING_S = 60.0
+"""A target clock further off than this gets a dry-run warning (validity is judged there)."""
+
+
+def _expected_name(spec: InstallSpec) -> str | None:
+    return spec.expect_name if isinstance(spec, RotateSpec) else None
+
+
+_UNLISTED = CheckResult(
+    name="certificate-id", status="skip", detail="GetCertificates is not implemented"
+)
+
+
+def _id_check(
+    flavour: _Flavour, certificate_id: str, listing: Sequence[CertificateInfo] | None
+) -> CheckResult:
+    """Install needs a new ID, Rotate an existing one (docs/behaviour.md §2)."""
+    if listing is None:
+        return _UNLISTED
+    info = next((i for i in listing if i.certificate_id == certificate_id), None)
+    name = "certificate-id"
+    if flavour is _INSTALL:
+        if info is not None:
+            return CheckResult(
+                name=name, status="fail", detail=f"{certificate_id} already exists on the target"
+            )
+        return CheckResult(name=name, status="pass", detail=f"{certificate_id} is a new ID")
+    if info is None:
+        return CheckResult(
+            name=name, status="fail", detail=f"{certificate_id} is not on the target"
+        )
+    return CheckResult(
+        name=name, status="pass", detail=f"{certificate_id} is present (sha256 {info.fingerprint})"
+    )
+
+
+def _load_target_check(
+    certificate_id: str, listing: Sequence[CertificateInfo] | None, *, force: bool
+) -> CheckResult:
+    """A unary load onto the gRPC server's certificate is refused unless forced."""
+    if listing is None:
+        return _UNLISTED
+    info = next((i for i in listing if i.certificate_id == certificate_id), None)
+    name = "certificate-id"
+    if info is None:
+        return CheckResult(name=name, status="pass", detail=f"{certificate_id} is a new ID")
+    if any(e.endpoint == SERVER_ENDPOINT for e in info.endpoints):
+        detail = (
+            f"{certificate_id} is the gRPC server's certificate ({SERVER_ENDPOINT} endpoint): a "
+            "unary load replaces it with no validation step and no rollback"
+        )
+        return CheckResult(name=name, status="warn" if force else "fail", detail=detail)
+    return CheckResult(
+        name=name,
+        status="pass",
+        detail=f"replaces the certificate of {certificate_id} (sha256 {info.fingerprint})",
+    )
 
 
 def _load_key(private_key_pem: bytes) -> PrivateKey:

@@ -9,6 +9,9 @@ from __future__ import annotations
 CA_BUNDLE_ID = "gnoi-ca-bundle"
 """The reserved ID under which a device keeps its CA bundle (never a certificate ID)."""
 
+SERVER_ENDPOINT = "grpc-server"
+"""The endpoint name GetCertificates gives the gRPC server's own certificate (EP_DAEMON)."""
+
 SUPPORTED_RSA_KEY_SIZES: tuple[int, ...] = (1024, 2048, 3072, 4096)
 """RSA sizes a target may generate; also the sizes gnoicertd offers by default."""
 

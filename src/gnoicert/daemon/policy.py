@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from gnoicert.common import constants
 from gnoicert.daemon.config import ClientCertificateRequest, GrpcConfig
 from gnoicert.pki import crypto
 from gnoicert.pki.chain import chain_verifies
 from gnoicert.pki.store import CertificateEntity, StoreView
 
-SERVER_ENDPOINT = "grpc-server"
+SERVER_ENDPOINT = constants.SERVER_ENDPOINT
 
 
 class TlsMode(enum.StrEnum):

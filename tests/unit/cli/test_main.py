@@ -17,7 +17,6 @@ from gnoicert import __version__
 from gnoicert.cli.commands import read_password
 from gnoicert.cli.main import (
     EXIT_FAILED,
-    EXIT_OK,
     EXIT_USAGE,
     EXIT_VALIDATION,
     build_parser,
@@ -232,22 +231,19 @@ class TestRpcCommandsWithoutTarget:
     def test_install_needs_a_signer(self, closed_port: int) -> None:
         assert main(["install", "x", "-t", f"127.0.0.1:{closed_port}"]) == EXIT_USAGE
 
-    def test_dry_run_with_client_key_never_touches_the_network(
+    def test_dry_run_checks_the_connection(
         self, closed_port: int, root_ca: LocalCA, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        # A dry run reads the target (connection, listing) before it signs anything.
         code = main([
             "--json", "install", "edge-1", "-t", f"127.0.0.1:{closed_port}",
             "--key-source", "client", "--key-type", "ecdsa", "--cn", "edge-1.example",
             "--ca-dir", str(root_ca.directory), "--ca-bundle", str(root_ca.bundle_path),
             "--dry-run",
         ])  # fmt: skip
-        assert code == EXIT_OK
+        assert code == EXIT_FAILED
         result = json.loads(capsys.readouterr().out)
-        assert result["dry_run"] is True
-        assert result["key_source"] == "client"
-        checks = {c["name"]: c["status"] for c in result["preflight"]["checks"]}
-        assert checks["chain"] == "pass"
-        assert checks["san"] == "warn"  # install: a warning unless --require-san
+        assert result["error"]["rpc"] == "Time"
 
     def test_preflight_failure_exits_3(
         self,
@@ -256,10 +252,12 @@ class TestRpcCommandsWithoutTarget:
         other_ca: LocalCA,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
+        # install with a client key reaches preflight before dialling (rotate asks the
+        # listing first, to tell whether the ID is the server's).
         code = main([
-            "rotate", "edge-1", "-t", f"127.0.0.1:{closed_port}", "--key-source", "client",
+            "install", "edge-1", "-t", f"127.0.0.1:{closed_port}", "--key-source", "client",
             "--cn", "edge-1.example", "--ca-dir", str(root_ca.directory),
-            "--ca-bundle", str(other_ca.bundle_path),
+            "--ca-bundle", str(other_ca.bundle_path), "--require-san",
         ])  # fmt: skip
         assert code == EXIT_VALIDATION
         err = capsys.readouterr().err
