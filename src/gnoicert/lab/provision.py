@@ -31,6 +31,10 @@ LOOPBACK = "127.0.0.1"
 _RECORD_VERSION = 1
 _PROVISION_THREADS = 8  # store commits wait on fsync, not on the GIL
 _CA_NAME = "gnoicert lab CA"
+# scrypt's N for the lab's password hash: a device pays one verification per client per minute,
+# and a lab's devices share one CPU, so 1,000 devices at the daemon's N (about 35 ms each) would
+# cost the first fleet command half a minute of CPU. 2**10 costs about 2 ms.
+LAB_SCRYPT_COST = 2**10
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,7 @@ def provision_devices(
     missing = [device for device in devices if not device.config.exists()]
     if not missing:
         return 0
-    password_hash = hash_password(secrets_.password)  # one scrypt, shared by every device
+    password_hash = hash_password(secrets_.password, cost=LAB_SCRYPT_COST)  # shared
 
     def provision(device: DevicePaths) -> None:
         device.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
