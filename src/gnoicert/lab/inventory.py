@@ -32,9 +32,7 @@ def _relative(layout: LabLayout, path: Path) -> str:
     return path.relative_to(layout.root).as_posix()
 
 
-def render_inventory(
-    layout: LabLayout, entries: Sequence[InventoryEntry], *, factory: bool
-) -> str:
+def render_inventory(layout: LabLayout, entries: Sequence[InventoryEntry], *, factory: bool) -> str:
     defaults = {
         "username": USER,
         "password_file": _relative(layout, layout.password),
@@ -46,8 +44,12 @@ def render_inventory(
         defaults["ca_file"] = _relative(layout, layout.ca_dir / "ca.pem")
     lines = [
         "# Written by `gnoicert lab` each time it starts; relative paths are relative to this",
-        "# file. " + ("Factory-state devices: each trusts its own factory certificate."
-                      if factory else "Every device serves a lab CA certificate, mutual TLS."),
+        "# file. "
+        + (
+            "Factory-state devices: each trusts its own factory certificate."
+            if factory
+            else "Every device serves a lab CA certificate, mutual TLS."
+        ),
         "defaults:",
         *(f"  {key}: {_q(value)}" for key, value in defaults.items()),
         f'  csr: {{common_name: "{{name}}", ip_address: {_q(LOOPBACK)}}}',
@@ -63,8 +65,6 @@ def render_inventory(
     return "\n".join(lines) + "\n"
 
 
-def write_inventory(
-    layout: LabLayout, entries: Sequence[InventoryEntry], *, factory: bool
-) -> Path:
+def write_inventory(layout: LabLayout, entries: Sequence[InventoryEntry], *, factory: bool) -> Path:
     write_atomic(layout.inventory, render_inventory(layout, entries, factory=factory).encode())
     return layout.inventory

@@ -1,14 +1,14 @@
 """Where a lab keeps its files: one home for every path under the work directory.
 
-    DIR/lab.json                  what the lab was made as (factory or provisioned)
-    DIR/ca/                       the lab CA (gnoicert.client.ca.LocalCA layout)
-    DIR/operator.pem, .key        the operator's client certificate (key 0600)
-    DIR/password                  the password of user `ops` (0600)
-    DIR/inventory.yaml            every device, for `gnoicert --inventory`
-    DIR/held                      device names the lab leaves to someone else (one a line)
-    DIR/devices/NAME/gnoicertd.toml   the device's configuration (`gnoicertd serve --config`)
-    DIR/devices/NAME/state/       its PKI store; audit.log its audit log
-    DIR/devices/NAME/factory.pem  its factory certificate (the trust anchor of --factory labs)
+DIR/lab.json                  what the lab was made as (factory or provisioned)
+DIR/ca/                       the lab CA (gnoicert.client.ca.LocalCA layout)
+DIR/operator.pem, .key        the operator's client certificate (key 0600)
+DIR/password                  the password of user `ops` (0600)
+DIR/inventory.yaml            every device, for `gnoicert --inventory`
+DIR/held                      device names the lab leaves to someone else (one a line)
+DIR/devices/NAME/gnoicertd.toml   the device's configuration (`gnoicertd serve --config`)
+DIR/devices/NAME/state/       its PKI store; audit.log its audit log
+DIR/devices/NAME/factory.pem  its factory certificate (the trust anchor of --factory labs)
 """
 
 from __future__ import annotations

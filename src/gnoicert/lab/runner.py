@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gnoicert.client.errors import GnoiCertError, InputError
-from gnoicert.daemon.config import ConfigError, load_config
+from gnoicert.daemon.config import Config, ConfigError, load_config
 from gnoicert.daemon.server import Daemon
 from gnoicert.lab import provision
 from gnoicert.lab.inventory import InventoryEntry, write_inventory
@@ -76,6 +76,9 @@ class Lab:
         await asyncio.gather(*(self._stop(device) for device in stopping))
         for device in stopping:
             self.say(f"held: {device.paths.name}")
+        for device in self.devices:
+            if not device.port and device.paths.name in held:
+                device.port = self._config(device).grpc.listen_port
         starting = [d for d in self.devices if d.daemon is None and d.paths.name not in held]
         gate = asyncio.Semaphore(_START_CONCURRENCY)
 
@@ -90,12 +93,15 @@ class Lab:
         # A device never bound has no address yet: it is left out until it has one.
         return [InventoryEntry(d.paths, d.port) for d in self.devices if d.port]
 
+    def _config(self, device: _Device) -> Config:
+        try:
+            return load_config(device.paths.config)
+        except ConfigError as exc:
+            raise LabError(f"{device.paths.name}: {exc}") from None
+
     async def _start(self, device: _Device) -> None:
         name = device.paths.name
-        try:
-            config = load_config(device.paths.config)
-        except ConfigError as exc:
-            raise LabError(f"{name}: {exc}") from None
+        config = self._config(device)
         device.port = config.grpc.listen_port
         try:
             daemon = Daemon(config)
@@ -200,4 +206,3 @@ def run_lab(
         log.info("provisioned %d devices in %.1f s", made, time.monotonic() - started)
     lab = Lab(layout, devices, factory=factory, out=out or sys.stdout)
     return asyncio.run(_serve(lab, started))
-
