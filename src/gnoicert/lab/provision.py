@@ -23,6 +23,8 @@ from gnoicert.common.address import format_host_port
 from gnoicert.common.files import PRIVATE_MODE, write_atomic
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import hash_password
+from gnoicert.daemon.config import Config
+from gnoicert.daemon.startup import ensure_factory_certificate
 from gnoicert.lab.layout import CERTIFICATE_ID, USER, DevicePaths, LabLayout
 from gnoicert.pki import crypto
 from gnoicert.pki.store import KeyOrigin, Store
@@ -113,8 +115,7 @@ def provision_devices(
 
     def provision(device: DevicePaths) -> None:
         device.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not factory:
-            install_server_certificate(device, secrets_.ca)
+        make_state(device, None if factory else secrets_.ca)
         # Written last: a configuration file marks a device as complete.
         write_config(device, password_hash, port=0)
 
@@ -124,28 +125,37 @@ def provision_devices(
     return len(missing)
 
 
-def install_server_certificate(device: DevicePaths, ca: LocalCA) -> None:
+def make_state(device: DevicePaths, ca: LocalCA | None) -> None:
+    """The device's store: its factory certificate (made here, in a worker thread, rather than
+    by the daemon at its first start, which would make them one after another), and with a CA
+    its provisioned server certificate."""
+    store = Store.open(device.state)
+    try:
+        ensure_factory_certificate(store, Config(source=None, state_dir=device.state))
+        if ca is not None:
+            install_server_certificate(store, device, ca)
+    finally:
+        store.close()
+
+
+def install_server_certificate(store: Store, device: DevicePaths, ca: LocalCA) -> None:
     """Commit the device's server certificate (ECDSA P-256, naming 127.0.0.1 and the device)
     and the lab CA bundle, as one transaction: the target then serves it over mutual TLS."""
     key_pem, signed = ca.issue(
         device.name, dns_names=[device.name], ip_addresses=[LOOPBACK], key_type="ecdsa"
     )
-    store = Store.open(device.state)
-    try:
-        with store.begin() as txn:
-            txn.lock(CERTIFICATE_ID)
-            entity = txn.put(
-                CERTIFICATE_ID,
-                certificate_pem=signed.certificate_pem,
-                chain_pem=signed.chain_pem,
-                private_key_pem=key_pem,
-                key_origin=KeyOrigin.CLIENT,
-            )
-            txn.lock_bundle()
-            txn.replace_bundle(ca.bundle_pem)
-            txn.commit()
-    finally:
-        store.close()
+    with store.begin() as txn:
+        txn.lock(CERTIFICATE_ID)
+        entity = txn.put(
+            CERTIFICATE_ID,
+            certificate_pem=signed.certificate_pem,
+            chain_pem=signed.chain_pem,
+            private_key_pem=key_pem,
+            key_origin=KeyOrigin.CLIENT,
+        )
+        txn.lock_bundle()
+        txn.replace_bundle(ca.bundle_pem)
+        txn.commit()
     audit = AuditLog(device.audit_log)
     try:
         audit.record(

@@ -126,9 +126,12 @@ class Lab:
         if self.factory:
             factory = daemon.store.factory_credentials()
             if factory is not None:
-                provision.export_factory_certificate(device.paths, factory[0])
+                await asyncio.to_thread(
+                    provision.export_factory_certificate, device.paths, factory[0]
+                )
         if port != device.port:
-            provision.record_port(device.paths, port)
+            # In a thread: an atomic rewrite waits for two fsyncs, and devices start together.
+            await asyncio.to_thread(provision.record_port, device.paths, port)
             device.port = port
         device.daemon = daemon
 
@@ -170,6 +173,17 @@ async def _serve(lab: Lab, started: float) -> int:
     return 0
 
 
+def _log_devices(verbose: int) -> None:
+    """The devices' own log lines (logger gnoicertd) on stderr: warnings, or all with -v.
+
+    The lab's own logger (gnoicert.lab) is the command's, set up by the CLI."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    daemon_log = logging.getLogger("gnoicertd")
+    daemon_log.addHandler(handler)
+    daemon_log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def _raise_file_limit() -> None:
     """Each device holds a listener, its store lock and its audit log open."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -193,11 +207,7 @@ def run_lab(
     if not 1 <= devices <= MAX_DEVICES:
         raise InputError(f"--devices must be 1 to {MAX_DEVICES}, got {devices}", field="devices")
     started = time.monotonic()
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _log_devices(verbose)
     _raise_file_limit()
     layout = LabLayout.at(workdir)
     secrets = provision.prepare_lab(layout, factory=factory)
