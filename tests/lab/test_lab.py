@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import ssl
 import subprocess
 from collections.abc import Callable
@@ -186,3 +187,23 @@ async def test_a_held_device_stays_out_across_a_restart(tmp_path: Path) -> None:
         lab.release("dev0001")
         assert lab.lines[-1] == "reloaded: 2 of 2 devices serving"
         assert await _certificate_ids(lab, "dev0001") == ["gnoi-server"]
+
+
+async def test_a_device_whose_port_was_taken_moves_and_the_inventory_follows(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "lab"
+    with start_lab(workdir, 2) as lab:
+        old = lab.address("dev0001")
+    squatter = socket.socket()
+    try:
+        squatter.bind(("127.0.0.1", int(old.rsplit(":", 1)[1])))
+        squatter.listen()
+        with start_lab(workdir, 2) as lab:
+            new = lab.address("dev0001")
+            assert new != old
+            config = workdir / "devices" / "dev0001" / "gnoicertd.toml"
+            assert f'listen = "{new}"' in config.read_text()
+            assert await _certificate_ids(lab, "dev0001") == ["gnoi-server"]
+    finally:
+        squatter.close()

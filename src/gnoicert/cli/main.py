@@ -362,7 +362,9 @@ def build_parser() -> ArgsFileParser:
     )
 
     lab = command("lab", "run N provisioned targets on loopback until Ctrl-C (a fleet to try)")
-    lab.add_argument("--devices", metavar="N", type=_positive_int, required=True)
+    lab.add_argument(
+        "--devices", metavar="N", type=_positive_int, required=True, help="dev0001 to devN"
+    )
     lab.add_argument("--workdir", metavar="DIR", required=True, help="reused when it exists")
     lab.add_argument(
         "--factory", action="store_true", help="leave the devices in their factory state"
