@@ -488,6 +488,15 @@ def build_parser() -> ArgsFileParser:
         metavar="CMD",
         help="how to start gnoicertd (default: the one installed with gnoicert)",
     )
+
+    lab = command("lab", "run N provisioned targets on loopback until Ctrl-C (a fleet to try)")
+    lab.add_argument(
+        "--devices", metavar="N", type=_positive_int, required=True, help="dev0001 to devN"
+    )
+    lab.add_argument("--workdir", metavar="DIR", required=True, help="reused when it exists")
+    lab.add_argument(
+        "--factory", action="store_true", help="leave the devices in their factory state"
+    )
     return parser
 
 
@@ -594,6 +603,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     _configure_logging(args.verbose)
     try:
+        if args.command == "lab":
+            from gnoicert.lab import run_lab
+
+            return run_lab(args.devices, args.workdir, factory=args.factory, verbose=args.verbose)
         from gnoicert.cli.commands import run_command
         from gnoicert.cli.precheck import check_arguments
 

@@ -67,11 +67,16 @@ _BAD_CREDENTIALS = "bad username or password"
 # Password hashes
 
 
-def hash_password(password: str) -> str:
-    """scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>, with a fresh 16-byte salt."""
+def hash_password(password: str, *, cost: int = SCRYPT_N) -> str:
+    """scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>, with a fresh 16-byte salt.
+
+    cost is scrypt's N (a power of two); only a lab of many targets sharing one CPU lowers it.
+    """
+    if cost < 2 or cost & (cost - 1):
+        raise ValueError(f"the scrypt cost must be a power of two >= 2, got {cost}")
     salt = os.urandom(SCRYPT_SALT_BYTES)
-    key = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_KEY_BYTES)
-    return "$".join(("scrypt", str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P), _b64(salt), _b64(key)))
+    key = _scrypt(password, salt, cost, SCRYPT_R, SCRYPT_P, SCRYPT_KEY_BYTES)
+    return "$".join(("scrypt", str(cost), str(SCRYPT_R), str(SCRYPT_P), _b64(salt), _b64(key)))
 
 
 def is_password_hash(value: object) -> bool:

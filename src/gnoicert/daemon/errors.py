@@ -95,6 +95,7 @@ _RULES: dict[type[BaseException], tuple[grpc.StatusCode, str]] = {
     pki.BadKeyUsage: (grpc.StatusCode.FAILED_PRECONDITION, "BAD_KEY_USAGE"),
     pki.UnsupportedKey: (grpc.StatusCode.UNIMPLEMENTED, "UNSUPPORTED_KEY"),
     pki.StoreFailure: (grpc.StatusCode.INTERNAL, "STORE_FAILURE"),
+    pki.StoreInUse: (grpc.StatusCode.INTERNAL, "STORE_FAILURE"),  # raised at open, never in an RPC
 }
 _INTERNAL = (grpc.StatusCode.INTERNAL, "INTERNAL_ERROR")
 

@@ -77,3 +77,7 @@ class UnsupportedKey(PkiError):
 
 class StoreFailure(PkiError):
     """The durable store could not be read or written; nothing was changed."""
+
+
+class StoreInUse(StoreFailure):
+    """Another process holds the state directory's lock (a second daemon on the same state)."""

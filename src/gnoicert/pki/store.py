@@ -35,7 +35,7 @@ from pathlib import Path
 from gnoicert.pki import _store_files as files
 from gnoicert.pki import _store_recovery as recovery
 from gnoicert.pki import crypto
-from gnoicert.pki.errors import ResourceBusy, StoreFailure
+from gnoicert.pki.errors import ResourceBusy, StoreFailure, StoreInUse
 from gnoicert.pki.store_transaction import (
     PendingKey,
     Transaction,
@@ -125,9 +125,7 @@ class Store:
         except OSError as exc:
             os.close(lock_fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise StoreFailure(
-                    f"state directory {state_dir} in use by another process"
-                ) from None
+                raise StoreInUse(f"state directory {state_dir} in use by another process") from None
             raise StoreFailure(f"cannot lock the state directory {state_dir}: {exc}") from exc
         store = cls(state_dir, key_secret, lock_fd)
         try:

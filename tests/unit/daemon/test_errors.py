@@ -40,6 +40,7 @@ TABLE: dict[type[Exception], tuple[grpc.StatusCode, str]] = {
     pki.BadKeyUsage: (Code.FAILED_PRECONDITION, "BAD_KEY_USAGE"),
     pki.UnsupportedKey: (Code.UNIMPLEMENTED, "UNSUPPORTED_KEY"),
     pki.StoreFailure: (Code.INTERNAL, "STORE_FAILURE"),
+    pki.StoreInUse: (Code.INTERNAL, "STORE_FAILURE"),
 }
 INTERNAL = (Code.INTERNAL, "INTERNAL_ERROR")
 
