@@ -49,18 +49,9 @@ def _target(value: object) -> str:
 
 
 def _port(value: object) -> int:
-    if isinstance(value, str):
-        value = _int_text(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PORT:
         raise ValueError(f"must be a port number from 1 to {MAX_PORT}")
     return value
-
-
-def _int_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
 
 
 def _env_name(value: object) -> str:
@@ -71,43 +62,60 @@ def _env_name(value: object) -> str:
 
 
 def _timeout(value: object) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError("must be a positive number of seconds")
     return float(value)
 
 
 def _flag(value: object) -> bool:
-    if isinstance(value, str):
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        raise ValueError(f"{value!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
     return value
 
 
 def _count(value: object) -> int:
-    if isinstance(value, str):
-        value = _int_text(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("must be a whole number, 0 or more")
     return value
 
 
+# Environment variables are text: each kind of value is read from text first, then checked as
+# a config file value would be.
+def _int_text(text: str) -> object:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
+def _float_text(text: str) -> object:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _bool_text(text: str) -> object:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def _as_text(text: str) -> object:
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """One global option: its argparse dest (also its config key), check, default and help."""
+    """One global option: its argparse dest (also its config key), check, default, and how its
+    GNOICERT_* text is read."""
 
     key: str
     check: Callable[[object], Any]
     default: Any
+    from_text: Callable[[str], object] = _as_text
     path: bool = False
 
     @property
@@ -119,7 +127,7 @@ class Setting:
 # `--profile` themselves come from the flag or GNOICERT_CONFIG / GNOICERT_PROFILE only.
 SETTINGS: tuple[Setting, ...] = (
     Setting("target", _target, None),
-    Setting("port", _port, None),
+    Setting("port", _port, None, _int_text),
     Setting("ca_file", _text, None, path=True),
     Setting("cert", _text, None, path=True),
     Setting("key", _text, None, path=True),
@@ -127,9 +135,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("username", _text, None),
     Setting("password_env", _env_name, None),
     Setting("password_file", _text, None, path=True),
-    Setting("timeout", _timeout, DEFAULT_TIMEOUT_S),
-    Setting("insecure", _flag, False),
-    Setting("verbose", _count, 0),
+    Setting("timeout", _timeout, DEFAULT_TIMEOUT_S, _float_text),
+    Setting("insecure", _flag, False, _bool_text),
+    Setting("verbose", _count, 0, _int_text),
 )
 _BY_KEY = {setting.key: setting for setting in SETTINGS}
 # Where the password comes from is one choice: a source at a higher level replaces both keys.
@@ -198,7 +206,7 @@ def _environment(environ: Mapping[str, str]) -> dict[str, Any]:
         if not raw:  # unset or empty: the next source decides
             continue
         try:
-            values[setting.key] = setting.check(raw)
+            values[setting.key] = setting.check(setting.from_text(raw))
         except ValueError as exc:
             raise ConfigError(f"environment variable {setting.env}: {exc}") from None
     return values

@@ -99,13 +99,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, metavar="FILE", help="configuration file (TOML)")
 
-    p = sub.add_parser("passwd", help="set a user's password hash in the configuration file")
+    p = sub.add_parser(
+        "passwd",
+        help="set a user's password hash in the configuration file",
+        description="Set USER's password hash in the configuration file (the password is read "
+        "twice on a terminal, else one line from stdin); SIGHUP makes a running daemon use it.",
+    )
     p.add_argument("user", help="the user name (added when new)")
     p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
     p.add_argument("--role", choices=[r.value for r in Role], help="default: keep, or admin")
 
     p = sub.add_parser(
-        "factory-reset", help="wipe every certificate, key and the CA bundle (daemon stopped)"
+        "factory-reset",
+        help="wipe every certificate, key and the CA bundle (daemon stopped)",
+        description="Wipe every certificate, key and the CA bundle from the state directory, "
+        "back to the factory state; the daemon must be stopped. Asks first unless --yes.",
     )
     p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
