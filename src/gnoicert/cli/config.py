@@ -1,32 +1,23 @@
 """Where the global options come from: the flag, else GNOICERT_*, else the config file, else the
 built-in default.
 
-The client configuration file (`$XDG_CONFIG_HOME/gnoicert/config.toml`, `--config FILE`) holds
-connection defaults at its top level and per-profile overrides in `[profiles.NAME]`. Every key
-is checked, and a password in clear is refused: the file names where the password is
-(`password_env`, `password_file`), never the password. Standard library only, so `gnoicert
---help` stays fast (tomllib loads only when a file is read).
+One table (SETTINGS) names every such option, its check, its default and its variable; the
+config file itself is read by configfile.py. Only light modules load at import, and the rest
+on use, so `gnoicert --version` and `--help` stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
-import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from gnoicert.common.address import MAX_PORT, format_host_port, parse_host_port
-from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_TIMEOUT_S
+from gnoicert.common.constants import DEFAULT_TIMEOUT_S
 
 ENV_PREFIX = "GNOICERT_"
 CONFIG_ENV = "GNOICERT_CONFIG"
 PROFILE_ENV = "GNOICERT_PROFILE"
-PROFILE_KEY = "profile"
-PROFILES_KEY = "profiles"
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -43,12 +34,17 @@ def _text(value: object) -> str:
 
 
 def _target(value: object) -> str:
+    from gnoicert.common.address import parse_host_port
+    from gnoicert.common.constants import DEFAULT_PORT
+
     text = _text(value)
     parse_host_port(text, default_port=DEFAULT_PORT)
     return text
 
 
 def _port(value: object) -> int:
+    from gnoicert.common.address import MAX_PORT
+
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PORT:
         raise ValueError(f"must be a port number from 1 to {MAX_PORT}")
     return value
@@ -107,8 +103,7 @@ def _as_text(text: str) -> object:
     return text
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
+class Setting(NamedTuple):
     """One global option: its argparse dest (also its config key), check, default, and how its
     GNOICERT_* text is read."""
 
@@ -144,45 +139,26 @@ _BY_KEY = {setting.key: setting for setting in SETTINGS}
 PASSWORD_KEYS = ("password_env", "password_file")
 
 
-@dataclass(frozen=True, slots=True)
-class Layer:
-    """Values from one source (flags, environment, file) and how to name a key of it."""
-
-    values: Mapping[str, Any]
-    where: Callable[[str], str]
-
-
-def default_config_path(environ: Mapping[str, str]) -> Path:
-    """$XDG_CONFIG_HOME/gnoicert/config.toml, else ~/.config/gnoicert/config.toml."""
-    base = environ.get("XDG_CONFIG_HOME") or ""
-    if not os.path.isabs(base):  # the XDG rule: a relative value is ignored
-        base = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".config")
-    return Path(base, "gnoicert", "config.toml")
-
-
 def apply_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     """Fill every unset global option of `args` (None after parsing) from GNOICERT_*, then the
     config file and profile, then the built-in default. Raises ConfigError."""
     flags = {
         s.key: getattr(args, s.key) for s in SETTINGS if getattr(args, s.key, None) is not None
     }
-    layers = [
-        Layer(flags, lambda key: "--" + key.replace("_", "-")),
-        Layer(_environment(environ), lambda key: _BY_KEY[key].env),
-    ]
     config_path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or None
     profile = getattr(args, "profile", None) or environ.get(PROFILE_ENV) or None
-    layers.extend(_file_layers(config_path, profile, environ))
+    layers = [flags, _environment(environ)]
+    if config_path is not None or profile is not None or _may_have_default_file(environ):
+        from gnoicert.cli.configfile import file_layers
+
+        layers.extend(file_layers(config_path, profile, environ))
     resolved: dict[str, Any] = {}
     password_chosen = False
     for layer in layers:
-        if password_chosen:
-            layer = Layer(
-                {k: v for k, v in layer.values.items() if k not in PASSWORD_KEYS}, layer.where
-            )
-        for key, value in layer.values.items():
-            resolved.setdefault(key, value)
-        password_chosen = password_chosen or any(key in layer.values for key in PASSWORD_KEYS)
+        for key, value in layer.items():
+            if not (password_chosen and key in PASSWORD_KEYS):
+                resolved.setdefault(key, value)
+        password_chosen = password_chosen or any(key in layer for key in PASSWORD_KEYS)
     for setting in SETTINGS:
         setattr(args, setting.key, resolved.get(setting.key, setting.default))
     if args.port is not None and args.target:
@@ -192,11 +168,19 @@ def apply_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> None
 def _with_port(target: str, port: int) -> str:
     """The target with `port` when it names none (a bad target is left for the client to
     report with its own message)."""
+    from gnoicert.common.address import format_host_port, parse_host_port
+
     try:
         host, named = parse_host_port(target, default_port=0)
     except ValueError:
         return target
     return format_host_port(host, port) if named == 0 else target
+
+
+def _may_have_default_file(environ: Mapping[str, str]) -> bool:
+    from gnoicert.cli.configfile import default_config_path
+
+    return default_config_path(environ).exists()
 
 
 def _environment(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -209,83 +193,6 @@ def _environment(environ: Mapping[str, str]) -> dict[str, Any]:
             values[setting.key] = setting.check(setting.from_text(raw))
         except ValueError as exc:
             raise ConfigError(f"environment variable {setting.env}: {exc}") from None
-    return values
-
-
-def _file_layers(
-    path_text: str | None, profile: str | None, environ: Mapping[str, str]
-) -> list[Layer]:
-    """The profile's values, then the top-level values, of the config file (none: no layers)."""
-    explicit = path_text is not None
-    path = Path(path_text).expanduser() if path_text else default_config_path(environ)
-    if not explicit and not path.exists():
-        if profile is not None:
-            raise ConfigError(f"profile {profile!r} asked for, but there is no config file {path}")
-        return []
-    document = _read(path)
-    top = {k: v for k, v in document.items() if k not in (PROFILE_KEY, PROFILES_KEY)}
-    profiles = document.get(PROFILES_KEY, {})
-    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
-        raise ConfigError(f"{path}: key {PROFILES_KEY!r}: must hold [profiles.NAME] tables")
-    chosen = profile
-    if chosen is None and PROFILE_KEY in document:
-        chosen = document[PROFILE_KEY]
-        if not isinstance(chosen, str) or not chosen:
-            raise ConfigError(f"{path}: key {PROFILE_KEY!r}: must be the name of a profile")
-    layers: list[Layer] = []
-    if chosen is not None:
-        if chosen not in profiles:
-            known = ", ".join(sorted(profiles)) or "none"
-            raise ConfigError(f"{path}: no profile {chosen!r} (profiles: {known})")
-        where = f"{path}: profile {chosen!r}"
-        layers.append(Layer(_checked(profiles[chosen], path, where), _naming(where)))
-    where = f"{path}: top level"
-    layers.append(Layer(_checked(top, path, where), _naming(where)))
-    for name, table in profiles.items():  # every profile is checked, not only the one used
-        if name != chosen:
-            _checked(table, path, f"{path}: profile {name!r}")
-    return layers
-
-
-def _naming(where: str) -> Callable[[str], str]:
-    return lambda key: f"{where}: key {key!r}"
-
-
-def _read(path: Path) -> dict[str, Any]:
-    import tomllib
-
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-def _checked(table: Mapping[str, Any], path: Path, where: str) -> dict[str, Any]:
-    """The table's values, checked; paths made absolute against the file's directory."""
-    values: dict[str, Any] = {}
-    for key, raw in table.items():
-        if "password" in key and key not in PASSWORD_KEYS:
-            raise ConfigError(
-                f"{where}: key {key!r}: a password in clear is refused; name where it is "
-                "with password_env (an environment variable) or password_file"
-            )
-        setting = _BY_KEY.get(key)
-        if setting is None:
-            close = difflib.get_close_matches(key, list(_BY_KEY), n=1)
-            suggestion = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{suggestion}")
-        try:
-            value = setting.check(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: key {key!r}: {exc}") from None
-        if setting.path:
-            value = str(path.parent / Path(value).expanduser())
-        values[key] = value
     return values
 
 

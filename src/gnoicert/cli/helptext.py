@@ -7,7 +7,7 @@ assume the connection options come from a config file profile or GNOICERT_* vari
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 GLOBAL_NOTE = (
     "connection options (--target, --ca-file, --username, ...) and the config file:\n"
@@ -15,8 +15,7 @@ GLOBAL_NOTE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CommandHelp:
+class CommandHelp(NamedTuple):
     """One line for the command list, a paragraph for its own --help, and examples."""
 
     summary: str

@@ -15,12 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gnoicert.cli.config import (
-    SETTINGS,
-    ConfigError,
-    apply_settings,
-    default_config_path,
-)
+from gnoicert.cli.config import SETTINGS, ConfigError, apply_settings
+from gnoicert.cli.configfile import default_config_path
 from gnoicert.cli.main import build_parser, main
 
 NO_FILE = {"XDG_CONFIG_HOME": "/nonexistent-gnoicert-config"}
