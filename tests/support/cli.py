@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gnoicert.cli.config import VARIABLES
 from tests.support.target import (
     PASSWORDS,
     TargetProcess,
@@ -50,7 +51,7 @@ def gnoicert_command() -> list[str]:
 def cli_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test's environment, without the caller's own gnoicert settings (GNOICERT_* and the
     config file): a test passes the settings it means in `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GNOICERT_")}
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     env.update({"GRPC_VERBOSITY": "NONE", "XDG_CONFIG_HOME": "/nonexistent-gnoicert-config"})
     env.update({PASSWORD_ENV[user]: password for user, password in PASSWORDS.items()})
     env.update(extra or {})

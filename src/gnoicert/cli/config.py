@@ -135,6 +135,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("verbose", _count, 0, _int_text),
 )
 _BY_KEY = {setting.key: setting for setting in SETTINGS}
+# Every variable the command reads (tests clear them to run without the caller's settings).
+VARIABLES = (CONFIG_ENV, PROFILE_ENV, *(setting.env for setting in SETTINGS))
 # Where the password comes from is one choice: a source at a higher level replaces both keys.
 PASSWORD_KEYS = ("password_env", "password_file")
 

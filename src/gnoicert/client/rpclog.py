@@ -3,7 +3,7 @@
 A line reads "rpc GetCertificates 12.3 ms OK" (or the status code name). Unary RPCs are timed by
 a grpc.aio client interceptor on the channel; the Install and Rotate streams by a done callback
 on the call, because a stream-stream interceptor would put grpc.aio's request queue between the
-client and its writes (their ordering rules: docs/platform-notes.md).
+client and its writes (docs/platform-notes.md, "Client interceptors").
 """
 
 from __future__ import annotations

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from gnoicert.cli.config import VARIABLES
 
 
 @pytest.fixture(autouse=True)
 def _no_caller_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in os.environ:
-        if name.startswith("GNOICERT_"):
-            monkeypatch.delenv(name)
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent-gnoicert-config")
