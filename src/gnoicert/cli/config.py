@@ -149,11 +149,9 @@ def apply_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> None
     }
     config_path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or None
     profile = getattr(args, "profile", None) or environ.get(PROFILE_ENV) or None
-    layers = [flags, _environment(environ)]
-    if config_path is not None or profile is not None or _may_have_default_file(environ):
-        from gnoicert.cli.configfile import file_layers
+    from gnoicert.cli.configfile import file_layers
 
-        layers.extend(file_layers(config_path, profile, environ))
+    layers = [flags, _environment(environ), *file_layers(config_path, profile, environ)]
     resolved: dict[str, Any] = {}
     password_chosen = False
     for layer in layers:
@@ -177,12 +175,6 @@ def _with_port(target: str, port: int) -> str:
     except ValueError:
         return target
     return format_host_port(host, port) if named == 0 else target
-
-
-def _may_have_default_file(environ: Mapping[str, str]) -> bool:
-    from gnoicert.cli.configfile import default_config_path
-
-    return default_config_path(environ).exists()
 
 
 def _environment(environ: Mapping[str, str]) -> dict[str, Any]:
