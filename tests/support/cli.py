@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from gnoicert.cli.config import VARIABLES
 from tests.support.schemas import validate_document
 from tests.support.target import (
     PASSWORDS,
@@ -51,7 +52,10 @@ def gnoicert_command() -> list[str]:
 
 
 def cli_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, "GRPC_VERBOSITY": "NONE"}
+    """The test's environment, without the caller's own gnoicert settings (GNOICERT_* and the
+    config file): a test passes the settings it means in `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    env.update({"GRPC_VERBOSITY": "NONE", "XDG_CONFIG_HOME": "/nonexistent-gnoicert-config"})
     env.update({PASSWORD_ENV[user]: password for user, password in PASSWORDS.items()})
     env.update(extra or {})
     return env

@@ -30,7 +30,7 @@ from gnoicert.cli.documents import (
     resolve_format,
     usage_error,
 )
-from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
+from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from gnoicert.client.errors import RpcFailed
@@ -138,77 +138,106 @@ def _expand_args_files(argv: Sequence[str], parser: ArgsFileParser, *, depth: in
 
 
 def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """Options shared by every command. Added to the main parser with defaults, and to each
-    subcommand with SUPPRESS defaults, so they may come before or after the command name."""
+    """Options shared by every command. Added to the main parser, and to each subcommand with
+    SUPPRESS defaults, so they may come before or after the command name. Their help is shown
+    once, by `gnoicert --help`. Unset options stay None here: config.py fills them in (flag >
+    GNOICERT_* > config file > default)."""
 
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
-    group = parser.add_argument_group("connection")
+    def shown(text: str) -> str:
+        return argparse.SUPPRESS if suppress else text
+
+    group = parser.add_argument_group("connection") if not suppress else parser
     group.add_argument(
         "-t",
         "--target",
-        metavar="HOST:PORT",
+        metavar="HOST[:PORT]",
         default=default(None),
-        help="the target to dial (port 9339 when omitted)",
+        help=shown(f"the target to dial (port {DEFAULT_PORT}, or --port, when omitted)"),
+    )
+    group.add_argument(
+        "--port",
+        metavar="PORT",
+        type=_positive_int,
+        default=default(None),
+        help=shown(f"port for a --target that names none (default {DEFAULT_PORT})"),
     )
     group.add_argument(
         "--ca-file",
         metavar="FILE",
         default=default(None),
-        help="CA certificates (PEM) the target's certificate must chain to "
-        "(default: the system store)",
+        help=shown(
+            "CA certificates (PEM) the target's certificate must chain to "
+            "(default: the system store)"
+        ),
     )
     group.add_argument(
         "--cert",
         metavar="FILE",
         default=default(None),
-        help="client certificate (PEM) for mutual TLS",
+        help=shown("client certificate (PEM) for mutual TLS"),
     )
     group.add_argument(
         "--key",
         metavar="FILE",
         default=default(None),
-        help="private key (PEM) of the client certificate",
+        help=shown("private key (PEM) of the client certificate"),
     )
     group.add_argument(
         "--server-name",
         metavar="NAME",
         default=default(None),
-        help="name to check in the target's certificate (when dialling an IP)",
+        help=shown("name to check in the target's certificate (when dialling an IP)"),
     )
     group.add_argument(
         "-u",
         "--username",
         metavar="USER",
         default=default(None),
-        help="user name sent as gRPC metadata",
+        help=shown("user name sent as gRPC metadata"),
     )
     group.add_argument(
         "--password-env",
         metavar="VAR",
         default=default(None),
-        help="read the password from this environment variable",
+        help=shown("read the password from this environment variable"),
     )
     group.add_argument(
         "--password-file",
         metavar="FILE",
         default=default(None),
-        help="read the password from the first line of this file "
-        "(without either, it is prompted for on a terminal)",
+        help=shown(
+            "read the password from the first line of this file "
+            "(without either, it is prompted for on a terminal)"
+        ),
     )
     group.add_argument(
         "--timeout",
         metavar="SECONDS",
         type=_positive_float,
-        default=default(DEFAULT_TIMEOUT_S),
-        help=f"per-RPC timeout (default {DEFAULT_TIMEOUT_S:g})",
+        default=default(None),
+        help=shown(f"per-RPC timeout (default {DEFAULT_TIMEOUT_S:g})"),
     )
     group.add_argument(
         "--insecure",
         action="store_true",
-        default=default(False),
-        help="plaintext gRPC, no TLS (only for targets serving plaintext)",
+        default=default(None),
+        help=shown("plaintext gRPC, no TLS (only for targets serving plaintext)"),
+    )
+    settings = parser.add_argument_group("configuration") if not suppress else parser
+    settings.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default(None),
+        help=shown("client configuration file (default ~/.config/gnoicert/config.toml)"),
+    )
+    settings.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=default(None),
+        help=shown("use the [profiles.NAME] table of the configuration file"),
     )
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -232,8 +261,8 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         "-v",
         "--verbose",
         action="count",
-        default=default(0),
-        help="show the steps (-vv: debug, with gRPC's own logs)",
+        default=default(None),
+        help="show the steps (-vv: also every RPC with its time, and gRPC's own logs)",
     )
 
 
@@ -269,16 +298,33 @@ def _non_negative_int(text: str) -> int:
 
 def _csr_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CSR parameters")
-    group.add_argument("--common-name", "--cn", dest="common_name", default="", metavar="CN")
+    group.add_argument(
+        "--common-name",
+        "--cn",
+        dest="common_name",
+        default="",
+        metavar="CN",
+        help="subject common name (also a DNS SAN when it is a name)",
+    )
     group.add_argument("--country", default="", metavar="CC", help="two-letter country code")
-    group.add_argument("--state", default="")
-    group.add_argument("--city", default="")
-    group.add_argument("--organization", "--org", dest="organization", default="")
-    group.add_argument("--organizational-unit", "--ou", dest="organizational_unit", default="")
+    group.add_argument("--state", default="", help="subject state or province")
+    group.add_argument("--city", default="", help="subject locality")
+    group.add_argument(
+        "--organization", "--org", dest="organization", default="", help="subject organization"
+    )
+    group.add_argument(
+        "--organizational-unit",
+        "--ou",
+        dest="organizational_unit",
+        default="",
+        help="subject organizational unit",
+    )
     group.add_argument(
         "--ip-address", "--ip", dest="ip_address", default="", help="IP address (becomes an IP SAN)"
     )
-    group.add_argument("--email-id", "--email", dest="email_id", default="")
+    group.add_argument(
+        "--email-id", "--email", dest="email_id", default="", help="e-mail address of the subject"
+    )
     group.add_argument(
         "--key-type",
         choices=("rsa", "ecdsa"),
@@ -307,6 +353,7 @@ def _workflow_options(parser: argparse.ArgumentParser) -> None:
         "--days",
         type=_positive_int,
         default=365,
+        metavar="DAYS",
         help="validity of certificates signed by --ca-dir (default 365)",
     )
     group.add_argument(
@@ -341,24 +388,62 @@ def _workflow_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "success"),
+    (EXIT_FAILED, "refused or failed (the gRPC code and reason are printed)"),
+    (EXIT_USAGE, "usage error: bad options, input files, config file or GNOICERT_* value"),
+    (EXIT_VALIDATION, "the certificate failed validation; nothing was committed"),
+    (EXIT_EXPIRING, "get --expiring-within found certificates expiring within DAYS"),
+    (EXIT_INTERRUPTED, "interrupted"),
+)
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "tcsh")
+
+
+def _main_epilog() -> str:
+    from gnoicert.cli.config import help_epilog
+
+    codes = "\n".join(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES)
+    return (
+        f"exit codes:\n{codes}\n\n{help_epilog()}\n\n"
+        "Options can be read from files: gnoicert @args.txt (one or more per line).\n"
+        "Every command has examples: gnoicert COMMAND --help."
+    )
+
+
 def build_parser() -> ArgsFileParser:
     """The whole command line (exposed for tests and for `--help` generation)."""
+    from gnoicert.cli.helptext import COMMANDS
+
+    raw = argparse.RawDescriptionHelpFormatter
     parser = ArgsFileParser(
         prog="gnoicert",
         description="Manage TLS certificates on network devices over gNOI CertificateManagement.",
-        epilog="Options can be read from files: gnoicert @args.txt (one or more per line).",
+        epilog=_main_epilog(),
+        formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"gnoicert {__version__}")
     _connection_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def described(
+        group: Any, name: str, key: str, *, connects: bool = True
+    ) -> argparse.ArgumentParser:
+        text = COMMANDS[key]
+        sub: argparse.ArgumentParser = group.add_parser(
+            name,
+            help=text.summary,
+            description=text.description,
+            epilog=text.epilog(connects=connects),
+            formatter_class=raw,
+        )
         _connection_options(sub, suppress=True)
         return sub
 
-    install = command("install", "install a certificate under a new ID")
-    install.add_argument("certificate_id", metavar="ID")
+    def command(name: str, *, connects: bool = True) -> argparse.ArgumentParser:
+        return described(commands, name, name, connects=connects)
+
+    install = command("install")
+    install.add_argument("certificate_id", metavar="ID", help="the new certificate's ID")
     _workflow_options(install)
     install.add_argument(
         "--require-san",
@@ -367,8 +452,8 @@ def build_parser() -> ArgsFileParser:
         "(for the certificate the gRPC server will present)",
     )
 
-    rotate = command("rotate", "replace the certificate of an existing ID, with validation")
-    rotate.add_argument("certificate_id", metavar="ID")
+    rotate = command("rotate")
+    rotate.add_argument("certificate_id", metavar="ID", help="the ID whose certificate to replace")
     _workflow_options(rotate)
     rotate.add_argument(
         "--no-tls-check",
@@ -385,13 +470,13 @@ def build_parser() -> ArgsFileParser:
         "with the wrong name: --server-name OLD --expect-name NEW",
     )
 
-    revoke = command("revoke", "revoke certificates by ID")
-    revoke.add_argument("certificate_ids", metavar="ID", nargs="+")
+    revoke = command("revoke")
+    revoke.add_argument("certificate_ids", metavar="ID", nargs="+", help="IDs to revoke")
     revoke.add_argument(
         "--strict", action="store_true", help="exit 1 when an ID was not present on the target"
     )
 
-    get = command("get", "list the certificates on the target")
+    get = command("get")
     get.add_argument("--details", action="store_true", help="every field of every certificate")
     get.add_argument("--save", metavar="DIR", help="write each certificate to DIR/ID.pem")
     get.add_argument(
@@ -401,13 +486,13 @@ def build_parser() -> ArgsFileParser:
         help="only certificates expiring within DAYS days; exit 4 when there are any",
     )
 
-    csr = command("generate-csr", "have the target make a key pair and a CSR (unary)")
-    csr.add_argument("certificate_id", metavar="ID")
+    csr = command("generate-csr")
+    csr.add_argument("certificate_id", metavar="ID", help="the ID the target keeps the key under")
     _csr_options(csr)
     csr.add_argument("--out", metavar="FILE", help="write the CSR here instead of stdout")
 
-    load = command("load", "load a signed certificate (unary LoadCertificate)")
-    load.add_argument("certificate_id", metavar="ID")
+    load = command("load")
+    load.add_argument("certificate_id", metavar="ID", help="the ID to load the certificate under")
     load.add_argument(
         "certificate_file", metavar="CERT_FILE", help="PEM: the certificate, then its chain"
     )
@@ -430,54 +515,82 @@ def build_parser() -> ArgsFileParser:
         "prefer rotate)",
     )
 
-    load_ca = command("load-ca", "replace the target's CA bundle")
-    load_ca.add_argument("bundle_file", metavar="BUNDLE_FILE")
+    load_ca = command("load-ca")
+    load_ca.add_argument(
+        "bundle_file", metavar="BUNDLE_FILE", help="PEM CA certificates; replaces the target's"
+    )
 
-    can = command("can-generate-csr", "ask whether the target can generate a CSR")
-    can.add_argument("--key-size", type=_positive_int, default=DEFAULT_RSA_KEY_SIZE)
+    can = command("can-generate-csr")
+    can.add_argument(
+        "--key-size",
+        type=_positive_int,
+        default=DEFAULT_RSA_KEY_SIZE,
+        help=f"RSA key size to ask about (default {DEFAULT_RSA_KEY_SIZE})",
+    )
 
-    command("time", "the target's clock (System/Time); a quick reachability check")
+    command("time")
 
-    ca = command("ca", "a local CA for signing CSRs")
+    ca = command("ca", connects=False)
     ca_commands = ca.add_subparsers(dest="ca_command", metavar="CA_COMMAND", required=True)
 
-    def ca_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = ca_commands.add_parser(name, help=help_text, description=help_text)
-        _connection_options(sub, suppress=True)
-        sub.add_argument("directory", metavar="DIR")
+    def ca_command(name: str) -> argparse.ArgumentParser:
+        sub = described(ca_commands, name, f"ca {name}", connects=False)
+        sub.add_argument("directory", metavar="DIR", help="the CA's directory")
         return sub
 
-    ca_init = ca_command("init", "make a root CA in DIR (plus an intermediate with --intermediate)")
+    ca_init = ca_command("init")
     ca_init.add_argument(
         "--intermediate", action="store_true", help="issue through an intermediate CA"
     )
-    ca_init.add_argument("--key-type", choices=("rsa", "ecdsa"), default="rsa")
+    ca_init.add_argument(
+        "--key-type", choices=("rsa", "ecdsa"), default="rsa", help="CA key type (default rsa)"
+    )
     ca_init.add_argument(
         "--key-size", type=_positive_int, default=DEFAULT_RSA_KEY_SIZE, help="RSA key size"
     )
-    ca_init.add_argument("--common-name", "--cn", dest="common_name", default="gnoicert local CA")
-    ca_init.add_argument("--days", type=_positive_int, default=3650)
+    ca_init.add_argument(
+        "--common-name",
+        "--cn",
+        dest="common_name",
+        default="gnoicert local CA",
+        help="the root's common name (default 'gnoicert local CA')",
+    )
+    ca_init.add_argument(
+        "--days", type=_positive_int, default=3650, help="validity of the CA (default 3650)"
+    )
     ca_init.add_argument("--force", action="store_true", help="replace an existing CA")
 
-    ca_sign = ca_command("sign", "sign a CSR file with the CA in DIR")
-    ca_sign.add_argument("csr_file", metavar="CSR_FILE")
-    ca_sign.add_argument("--days", type=_positive_int, default=365)
+    ca_sign = ca_command("sign")
+    ca_sign.add_argument("csr_file", metavar="CSR_FILE", help="the CSR (PEM) to sign")
+    ca_sign.add_argument(
+        "--days", type=_positive_int, default=365, help="validity of the certificate (default 365)"
+    )
     ca_sign.add_argument(
         "--out", metavar="FILE", help="write the certificate and chain here instead of stdout"
     )
 
-    ca_issue = ca_command(
-        "issue", "make a key and certificate (an operator's client certificate for mutual TLS, say)"
+    ca_issue = ca_command("issue")
+    ca_issue.add_argument("common_name", metavar="NAME", help="the certificate's common name")
+    ca_issue.add_argument(
+        "--dns", action="append", default=[], metavar="NAME", help="a DNS SAN (repeatable)"
     )
-    ca_issue.add_argument("common_name", metavar="NAME")
-    ca_issue.add_argument("--dns", action="append", default=[], metavar="NAME")
-    ca_issue.add_argument("--ip", action="append", default=[], metavar="ADDRESS")
-    ca_issue.add_argument("--key-type", choices=("rsa", "ecdsa"), default="ecdsa")
-    ca_issue.add_argument("--days", type=_positive_int, default=365)
-    ca_issue.add_argument("--out-cert", metavar="FILE", required=True)
-    ca_issue.add_argument("--out-key", metavar="FILE", required=True)
+    ca_issue.add_argument(
+        "--ip", action="append", default=[], metavar="ADDRESS", help="an IP SAN (repeatable)"
+    )
+    ca_issue.add_argument(
+        "--key-type", choices=("rsa", "ecdsa"), default="ecdsa", help="key type (default ecdsa)"
+    )
+    ca_issue.add_argument(
+        "--days", type=_positive_int, default=365, help="validity of the certificate (default 365)"
+    )
+    ca_issue.add_argument(
+        "--out-cert", metavar="FILE", required=True, help="where to write the certificate (PEM)"
+    )
+    ca_issue.add_argument(
+        "--out-key", metavar="FILE", required=True, help="where to write the key (PEM, mode 0600)"
+    )
 
-    demo = command("demo", "run a target on loopback and the whole lifecycle against it")
+    demo = command("demo", connects=False)
     demo.add_argument(
         "--workdir",
         metavar="DIR",
@@ -489,13 +602,18 @@ def build_parser() -> ArgsFileParser:
         help="how to start gnoicertd (default: the one installed with gnoicert)",
     )
 
-    lab = command("lab", "run N provisioned targets on loopback until Ctrl-C (a fleet to try)")
+    lab = command("lab", connects=False)
     lab.add_argument(
         "--devices", metavar="N", type=_positive_int, required=True, help="dev0001 to devN"
     )
     lab.add_argument("--workdir", metavar="DIR", required=True, help="reused when it exists")
     lab.add_argument(
         "--factory", action="store_true", help="leave the devices in their factory state"
+    )
+
+    completion = command("completion", connects=False)
+    completion.add_argument(
+        "shell", metavar="SHELL", choices=COMPLETION_SHELLS, help=f"one of {COMPLETION_SHELLS}"
     )
     return parser
 
@@ -554,8 +672,11 @@ def _report_error(exc: BaseException, *, fmt: str, args: argparse.Namespace) -> 
 
 def _report_usage(exc: UsageError, *, fmt: str) -> int:
     """A usage error as argparse prints it, plus a document when one was asked for."""
-    sys.stderr.write(exc.usage)
-    print(f"{exc.prog}: error: {exc.message}", file=sys.stderr)
+    if exc.usage:
+        sys.stderr.write(exc.usage)
+        print(f"{exc.prog}: error: {exc.message}", file=sys.stderr)
+    else:  # an unreadable @args file: one line, no usage (nothing was parsed yet)
+        print(f"{exc.prog}: {exc.message}", file=sys.stderr)
     if is_structured(fmt):
         hint = f"see {exc.prog} --help"
         _print_document(
@@ -599,6 +720,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             fmt = "auto"
         return _report_usage(usage, fmt=fmt)
+    if args.command == "completion":  # needs no settings: a broken config file cannot block it
+        from gnoicert.cli.completion import print_script
+
+        return print_script(parser, args.shell)
+    from gnoicert.cli.config import ConfigError, apply_settings
+
+    try:
+        apply_settings(args, os.environ)
+    except ConfigError as exc:  # a usage error (exit 2), reported like any other input error
+        from gnoicert.client.errors import InputError
+
+        return _report_error(InputError(str(exc)), fmt=fmt, args=args)
     if args.verbose < 2:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     _configure_logging(args.verbose)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gnoicert.client.certinfo import subject_text
 from gnoicert.client.errors import InputError
+from gnoicert.client.rpclog import UnaryTimer
 from gnoicert.common.address import format_host_port, parse_host_port
 from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_TIMEOUT_S
 
@@ -256,11 +257,12 @@ def channel_arguments(
 def open_channel(options: ChannelOptions, *, fresh: bool = False) -> grpc.aio.Channel:
     """A grpc.aio channel for these options (call from inside the event loop that will use it)."""
     args = channel_arguments(options, fresh=fresh)
+    timers = [UnaryTimer()]  # -vv: every unary RPC with its time (client/rpclog.py)
     if options.insecure:
-        return grpc.aio.insecure_channel(options.address, options=args)
+        return grpc.aio.insecure_channel(options.address, options=args, interceptors=timers)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=options.root_certificates,
         private_key=options.client_key,
         certificate_chain=options.client_certificate,
     )
-    return grpc.aio.secure_channel(options.address, credentials, options=args)
+    return grpc.aio.secure_channel(options.address, credentials, options=args, interceptors=timers)

@@ -53,6 +53,7 @@ from gnoicert.client.models import (
     TargetTime,
 )
 from gnoicert.client.preflight import run_preflight
+from gnoicert.client.rpclog import time_stream
 from gnoicert.client.steps import (
     Material,
     choose_key_source,
@@ -483,6 +484,7 @@ class CertClient:
         call: StreamCall = method(
             metadata=self.options.metadata(), timeout=self.options.stream_timeout
         )
+        time_stream(call, flavour.rpc)
         return Stream(call=call, target=self.target, rpc=flavour.rpc, timeout=self.options.timeout)
 
     async def _probe_can_generate(self, spec: InstallSpec) -> bool | None:

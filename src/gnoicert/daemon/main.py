@@ -71,7 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the daemon")
+    p = sub.add_parser(
+        "serve",
+        help="run the daemon",
+        description="Serve gNOI CertificateManagement and System/Time with the configuration in "
+        "FILE until SIGTERM or SIGINT; SIGHUP rereads the configuration. Exit 2 on a "
+        "configuration error.",
+    )
     p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
     p.add_argument("--ready-file", type=Path, help="write host:port here once serving")
     p.add_argument(
@@ -80,20 +86,36 @@ def _parser() -> argparse.ArgumentParser:
         help="plaintext without authentication, loopback only (tests and labs)",
     )
 
-    p = sub.add_parser("config", help="configuration tools")
+    p = sub.add_parser(
+        "config", help="configuration tools", description="Configuration tools (see ACTION)."
+    )
     config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_sub.add_parser("check", help="validate a configuration file without starting")
-    check.add_argument("file", type=Path)
+    check = config_sub.add_parser(
+        "check",
+        help="validate a configuration file without starting",
+        description="Read and validate FILE and the files it names, without starting the "
+        "server: exit 0 with a one-line summary, or 2 with every problem found (fit for "
+        "systemd's ExecStartPre).",
+    )
+    check.add_argument("file", type=Path, metavar="FILE", help="configuration file (TOML)")
 
-    p = sub.add_parser("passwd", help="set a user's password hash in the configuration file")
-    p.add_argument("user")
-    p.add_argument("--config", required=True, type=Path)
+    p = sub.add_parser(
+        "passwd",
+        help="set a user's password hash in the configuration file",
+        description="Set USER's password hash in the configuration file (the password is read "
+        "twice on a terminal, else one line from stdin); SIGHUP makes a running daemon use it.",
+    )
+    p.add_argument("user", help="the user name (added when new)")
+    p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
     p.add_argument("--role", choices=[r.value for r in Role], help="default: keep, or admin")
 
     p = sub.add_parser(
-        "factory-reset", help="wipe every certificate, key and the CA bundle (daemon stopped)"
+        "factory-reset",
+        help="wipe every certificate, key and the CA bundle (daemon stopped)",
+        description="Wipe every certificate, key and the CA bundle from the state directory, "
+        "back to the factory state; the daemon must be stopped. Asks first unless --yes.",
     )
-    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 

@@ -15,6 +15,7 @@ import pytest
 
 from gnoicert import __version__
 from gnoicert.cli.commands import read_password
+from gnoicert.cli.config import apply_settings
 from gnoicert.cli.main import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -42,7 +43,10 @@ def _quiet_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(list(argv))
+    """Parsed, then completed from the built-in defaults (no GNOICERT_*, no config file)."""
+    args = build_parser().parse_args(list(argv))
+    apply_settings(args, {"XDG_CONFIG_HOME": "/nonexistent-gnoicert-config"})
+    return args
 
 
 class TestParsing:
