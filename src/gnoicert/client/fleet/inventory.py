@@ -302,7 +302,7 @@ class _Parser:
             path = f"{where}.{key}" if where else key
             if index >= merged_count:
                 if key in own_seen:
-                    self.problem(key_node, path, "given twice; the first is used")
+                    self.problem(key_node, path, "given twice; keys and names must be unique")
                     continue
                 own_seen.add(key)
             if allowed is not None and key not in allowed:
