@@ -405,6 +405,17 @@ class _Parser:
 
 
 _INVALID: Any = object()
+# The command line's short spellings, which are not keys (one name per setting).
+_ALIASES = {
+    "cn": "common_name",
+    "org": "organization",
+    "ou": "organizational_unit",
+    "ip": "ip_address",
+    "email": "email_id",
+    "cert_file": "cert",
+    "key_file": "key",
+    "user": "username",
+}
 
 
 def _is_null(node: yaml.Node) -> bool:
@@ -424,7 +435,8 @@ def _unknown_key(key: str, allowed: Sequence[str]) -> str:
         return "the password itself never goes in the inventory: use password_file or password_env"
     if key in TARGET_ONLY_KEYS:
         return f"`{key}` belongs to a target only"
-    close = difflib.get_close_matches(key, allowed, n=1)
+    close = [_ALIASES[key]] if _ALIASES.get(key) in allowed else []
+    close = close or difflib.get_close_matches(key, allowed, n=1)
     hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(allowed)}"
     return f"unknown key; {hint}"
 
