@@ -9,29 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
 import yaml
+from nornir import InitNornir
+from nornir.core import Nornir
 
 from gnoicert.client.ca import LocalCA
 from gnoicert.client.errors import RpcFailed
 from gnoicert.client.models import CertificateInfo, InstallResult, RevokeResult, RotateResult
-from tests.support.cli import NO_CLIENT_CERTIFICATE
-from tests.support.target import PASSWORDS, TargetProcess, spawn_target, write_config
-
-pytest.importorskip("nornir")
-
-from nornir import InitNornir  # noqa: E402
-from nornir.core import Nornir  # noqa: E402
-
-from gnoicert.nornir import (  # noqa: E402
+from gnoicert.nornir import (
     get_certificates,
     install_certificate,
     revoke_certificates,
     rotate_certificate,
 )
+from tests.support.cli import NO_CLIENT_CERTIFICATE
+from tests.support.target import PASSWORDS, TargetProcess, spawn_target, write_config
 
 CERT_ID = "nornir-cert"
 
