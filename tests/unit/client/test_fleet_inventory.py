@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import string
 import textwrap
 from pathlib import Path
@@ -15,6 +16,7 @@ from gnoicert.client.fleet.inventory import (
     Inventory,
     InventoryError,
     SelectionError,
+    TargetEntry,
     check_template,
     load_inventory,
     merge_layers,
@@ -173,10 +175,6 @@ _NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
 def test_limit_keeps_exactly_the_targets_a_pattern_matches(
     names: list[str], groups: list[str], data: st.DataObject
 ) -> None:
-    import fnmatch
-
-    from gnoicert.client.fleet.inventory import TargetEntry
-
     membership = {
         name: tuple(data.draw(st.lists(st.sampled_from(groups), unique=True))) if groups else ()
         for name in names
