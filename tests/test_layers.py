@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = SRC / "gnoicert"
 
 TOP = "gnoicert"  # gnoicert/__init__.py: the library's public names, loaded lazily from client
-PACKAGES = frozenset({"proto", "pki", "common", "daemon", "client", "cli", "lab"})
+PACKAGES = frozenset({"proto", "pki", "common", "daemon", "client", "cli", "lab", "nornir"})
 REQUIRED = frozenset({"proto", "pki", "daemon", "client", "cli"})
 
 # package -> the packages it may import (imports inside a package are always allowed).
@@ -32,6 +32,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "client": frozenset({"pki", "proto", "common"}),
     "cli": frozenset({TOP, "client", "pki", "proto", "common", "lab"}),
     "lab": frozenset({"daemon", "client", "pki", "proto", "common"}),
+    # The optional Nornir tasks are another front end on the client library, like the CLI.
+    "nornir": frozenset({"client", "common"}),
 }
 # Edges that must not run when the importing module loads (only inside functions).
 LAZY_ONLY = frozenset({("cli", "lab")})
@@ -216,6 +218,8 @@ def test_a_forbidden_edge_names_file_and_line(tmp_path: Path) -> None:
         ("common", "from gnoicert.pki import crypto\n", "common -> pki"),
         ("cli", "from gnoicert.lab import fleet\n", "only inside a function"),
         ("cli", "from gnoicert.daemon import server\n", "cli -> daemon"),
+        ("nornir", "from gnoicert.cli.main import main\n", "nornir -> cli"),
+        ("nornir", "from gnoicert.daemon import server\n", "nornir -> daemon"),
         (TOP, "from gnoicert.daemon import server\n", "gnoicert -> daemon"),
     ],
 )

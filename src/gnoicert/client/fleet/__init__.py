@@ -1,0 +1,9 @@
+"""Many targets at once: the inventory, sharding and the JSON Lines report.
+
+Modules, one job each:
+    inventory   the YAML inventory: parsing with line numbers, layering, templates, selection
+    shard       a deterministic split of the selected targets over several machines
+    report      the JSON Lines report: records, an fsyncing writer, a tolerant reader, merge
+
+Nothing here runs an RPC; the fleet runner builds CertClients from the resolved targets.
+"""
