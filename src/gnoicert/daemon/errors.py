@@ -27,6 +27,10 @@ class MalformedRequest(TargetError, ValueError):
     """Envelope with no oneof set, message out of order, missing or conflicting field."""
 
 
+class UndecodableRequest(MalformedRequest):
+    """Bytes that are not a valid protobuf of the request type (docs/behaviour.md §7)."""
+
+
 class AuthModeChange(TargetError):
     """Rotate carrying the first CA bundle: it would switch TLS modes mid-stream."""
 
