@@ -62,6 +62,7 @@ class ShuttingDown(TargetError):
 _RULES: dict[type[BaseException], tuple[grpc.StatusCode, str]] = {
     # target
     MalformedRequest: (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"),
+    UndecodableRequest: (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"),
     AuthModeChange: (grpc.StatusCode.FAILED_PRECONDITION, "AUTH_MODE_CHANGE"),
     Lockout: (grpc.StatusCode.FAILED_PRECONDITION, "LOCKOUT"),
     NotFinalized: (grpc.StatusCode.ABORTED, "NOT_FINALIZED"),

@@ -160,7 +160,9 @@ def _factory_reset(path: Path, *, assume_yes: bool) -> int:
         store.factory_reset()
     finally:
         store.close()
-    audit = AuditLog(config.audit_log)
+    audit = AuditLog(
+        config.audit_log, max_bytes=config.audit_log_max_bytes, files=config.audit_log_files
+    )
     audit.record(
         AuditRecord(event=Event.FACTORY_RESET, rpc="", outcome=Outcome.OK, detail=str(path))
     )

@@ -74,7 +74,9 @@ class Daemon:
         self._insecure = insecure
         self.store = Store.open(config.state_dir, key_secret=read_key_secret(config))
         ensure_factory_certificate(self.store, config)
-        self.audit = AuditLog(config.audit_log)
+        self.audit = AuditLog(
+            config.audit_log, max_bytes=config.audit_log_max_bytes, files=config.audit_log_files
+        )
         record_crash_outcomes(self.store, self.audit)
         self.runtime = Runtime(
             store=self.store,
@@ -260,7 +262,7 @@ class Daemon:
         self.authenticator.set_limits(
             failure_limit=new.auth_failure_limit, failure_window_s=new.auth_failure_window_s
         )
-        self.audit.reopen()
+        self.audit.reopen(max_bytes=new.audit_log_max_bytes, files=new.audit_log_files)
         self.credentials.refresh()
         self.audit.record(AuditRecord(event=Event.CONFIG_RELOAD, rpc="", outcome=Outcome.OK))
         log.info("configuration reloaded from %s", path)
