@@ -36,7 +36,7 @@ async def test_refusals_rotate_the_audit_log_and_are_summarized(
     processes.append(proc)
     sent = 600
     async with Clients(proc.address) as clients:
-        get = clients.server_only().unary_unary(GET)
+        get: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = clients.server_only().unary_unary(GET)
         for _ in range(sent):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await get(GARBAGE, metadata=ADMIN, timeout=10)
@@ -53,7 +53,8 @@ async def test_refusals_rotate_the_audit_log_and_are_summarized(
     )
     records += read_records(audit)
     refused = [r for r in records if r["event"] == "refused"]
-    assert refused and all(r["reason"] == "MALFORMED_REQUEST" for r in refused)
+    assert refused
+    assert all(r["reason"] == "MALFORMED_REQUEST" for r in refused)
 
     log = proc.stderr_text()
     assert "Traceback" not in log
