@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gnoicert import __version__
-from gnoicert.daemon import log_setup
+from gnoicert.daemon import log_setup, memory
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.config import ConfigError, Role, load_config, set_user_password
 from gnoicert.daemon.startup import check_listen_address, check_referenced_files, read_key_secret
@@ -59,6 +59,9 @@ async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -
         tmp.write_text(f"{config.grpc.listen_host}:{port}\n")
         os.replace(tmp, ready_file)
     log.info("gnoicertd %s ready on port %d", __version__, port)
+    memory_report_s = memory.interval()
+    if memory_report_s is not None:
+        daemon.spawn(memory.report_forever(memory_report_s))
     await stop_requested.wait()
     log.info("stopping: draining for up to %g s", daemon.config.grpc.shutdown_grace_s)
     await daemon.stop()
@@ -119,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_setup.configure(verbose=args.verbose)
     try:
         if args.command == "serve":
+            memory.limit_malloc_arenas()  # before grpc and asyncio start their threads
             with contextlib.suppress(KeyboardInterrupt):
                 return asyncio.run(
                     serve(args.config, insecure=args.insecure, ready_file=args.ready_file)
