@@ -228,7 +228,7 @@ async def _listing(channel: grpc.aio.Channel) -> bytes:
     return reply
 
 
-def _stream_once(channel: grpc.Channel, path: str, data: bytes, metadata: Any) -> tuple[str, str]:
+def stream_once(channel: grpc.Channel, path: str, data: bytes, metadata: Any) -> tuple[str, str]:
     """One message, then half-close, responses drained (the status comes after them).
 
     The sync API: grpc.aio's client reports INTERNAL "Internal error from Core" instead of the
@@ -250,7 +250,7 @@ async def _one(
     """(status code name, details) of one message sent on a new call."""
     metadata = ADMIN if creds else ()
     if method.streaming:
-        return await asyncio.to_thread(_stream_once, channels[1], method.path, data, metadata)
+        return await asyncio.to_thread(stream_once, channels[1], method.path, data, metadata)
     try:
         unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channels[0].unary_unary(method.path)
         await unary(data, metadata=metadata, timeout=30)
