@@ -375,8 +375,9 @@ async def test_a_second_daemon_is_refused_cleanly(
     port = int(first.address.rsplit(":", 1)[1])
     same_port = run_gnoicertd("serve", "--config", str(write_config(other, port=port)))
     assert same_port.returncode == 1
-    assert f"cannot bind 127.0.0.1:{port}" in same_port.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in same_port.stderr
     assert "Traceback" not in same_port.stderr
+    assert not (other / "state").exists()
     assert first.terminate() == 0
 
 

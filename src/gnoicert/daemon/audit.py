@@ -1,6 +1,7 @@
 """The audit log: a JSON object per line for each state change and refusal (docs/behaviour.md §8).
 
-The file is append-only, 0600, flushed per record, and reopened on SIGHUP for log rotation.
+The file is append-only, 0600, written per record, size-capped with rotation (audit_file.py),
+and reopened on SIGHUP for an external log rotation.
 Each record is also logged, in one short human line, on the `gnoicert.audit` logger. No record
 may carry key material: any field that looks like a PEM private key is replaced, defensively.
 """
@@ -12,13 +13,15 @@ import datetime as dt
 import enum
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from gnoicert.daemon import audit_file
+from gnoicert.daemon.refusal_lines import RefusalLines
 
 logger = logging.getLogger("gnoicert.audit")
 
@@ -136,16 +139,26 @@ def _quote(text: str) -> str:
 class AuditLog:
     """Appends AuditRecords to path (None: the logger only). Thread-safe.
 
-    A failed write is logged at ERROR and does not raise: the state change it describes has
-    already happened, and an RPC must not report failure for it.
+    The file is size-capped with rotation (audit_file.py). Refusals reach the daemon log
+    rate-limited (refusal_lines.py); every one of them is in the file. A failed write is logged
+    at ERROR and does not raise: the state change it describes has already happened, and an RPC
+    must not report failure for it.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        max_bytes: int = audit_file.DEFAULT_MAX_MIB << 20,
+        files: int = audit_file.DEFAULT_FILES,
+    ) -> None:
         self._path = path
         self._lock = threading.Lock()
-        self._fd: int | None = None
+        self._refusal_lines = RefusalLines(logger)
+        self._file: audit_file.RotatingAppendFile | None = None
         if path is not None:
-            self._fd = self._open(path)  # fail at start-up, not at the first record
+            # Fail at start-up, not at the first record.
+            self._file = audit_file.RotatingAppendFile(path, max_bytes=max_bytes, files=files)
 
     @property
     def path(self) -> Path | None:
@@ -161,30 +174,36 @@ class AuditLog:
             raise TypeError(f"not an audit record with an Event and an Outcome: {rec!r}")
         entry = record_to_dict(rec)
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
-        logger.info("%s", _human(entry))
-        if self._path is None:
+        if rec.outcome is Outcome.REFUSED:
+            self._refusal_lines.refused(_human(entry), rec.reason)
+        else:
+            logger.info("%s", _human(entry))
+        if self._file is None:
             return
         with self._lock:
             try:
-                if self._fd is None:
-                    self._fd = self._open(self._path)
-                _write_all(self._fd, line)
+                self._file.write(line)
             except OSError as exc:
                 logger.error("cannot write audit log %s: %s", self._path, exc)
-                self._close_locked()  # try a fresh open next time
+                self._file.close()  # try a fresh open next time
 
-    def reopen(self) -> None:
-        """Close and reopen the file (after logrotate moved it away)."""
-        if self._path is None:
+    def reopen(self, *, max_bytes: int | None = None, files: int | None = None) -> None:
+        """Close and reopen the file (after logrotate moved it away), with new caps if given."""
+        if self._file is None:
             return
         with self._lock:
-            self._close_locked()
-            self._fd = self._open(self._path)
+            self._file.close()
+            self._file.max_bytes = max_bytes or self._file.max_bytes
+            self._file.files = files or self._file.files
+            self._file.open()
 
     def close(self) -> None:
         """Release the file; a later record opens it again."""
+        self._refusal_lines.flush()
+        if self._file is None:
+            return
         with self._lock:
-            self._close_locked()
+            self._file.close()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -197,46 +216,6 @@ class AuditLog:
     ) -> None:
         self.close()
 
-    def _close_locked(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-    @staticmethod
-    def _open(path: Path) -> int:
-        if not path.parent.exists():
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags, 0o600)
-        try:
-            if _ends_torn(path):
-                # A crash cut the last record short: end that line, so the next record is
-                # not glued to it and stays readable.
-                _write_all(fd, b"\n")
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
-
-
-def _ends_torn(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            if f.seek(0, os.SEEK_END) == 0:
-                return False
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) != b"\n"
-    except OSError:  # not readable by us: nothing to repair that we could see
-        return False
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    # O_APPEND makes each write land at the end; loop for the rare short write.
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
 
 def unfinished_rotations(path: Path, *, tail_bytes: int = 16 * 1024 * 1024) -> list[dict[str, Any]]:
     """The last "rotate applied" record of each certificate ID with no outcome after it.
@@ -246,15 +225,7 @@ def unfinished_rotations(path: Path, *, tail_bytes: int = 16 * 1024 * 1024) -> l
     of the file is read (a Rotate ends within its finalize deadline); a torn last line from the
     crash is skipped.
     """
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - tail_bytes))
-            if size > tail_bytes:
-                f.readline()  # most likely a partial line
-            data = f.read()
-    except FileNotFoundError:
-        return []
+    data = audit_file.read_tail(path, tail_bytes)  # the newest rotated file too
     last: dict[str, dict[str, Any]] = {}
     for line in data.splitlines():
         if b'"rotate"' not in line and b'"rollback"' not in line and b'"commit"' not in line:

@@ -38,6 +38,8 @@ DEFAULT_KEY_SIZES = crypto.SUPPORTED_RSA_KEY_SIZES
 # The least key the target generates whatever min_key_size asks (docs/behaviour.md §5).
 DEFAULT_KEY_SIZE = 2048
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
+DEFAULT_AUDIT_LOG_MAX_MIB = 64  # per file; docs/behaviour.md §7
+DEFAULT_AUDIT_LOG_FILES = 4  # the current file and 3 rotated ones
 DEFAULT_AUTH_FAILURE_LIMIT = 5
 DEFAULT_AUTH_FAILURE_WINDOW_S = 60.0
 
@@ -142,6 +144,8 @@ class Config:
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     users: tuple[User, ...] = ()
     audit_log: Path | None = None
+    audit_log_max_bytes: int = DEFAULT_AUDIT_LOG_MAX_MIB << 20
+    audit_log_files: int = DEFAULT_AUDIT_LOG_FILES
     key_secret_file: Path | None = None
     auth_failure_limit: int = DEFAULT_AUTH_FAILURE_LIMIT
     auth_failure_window_s: float = DEFAULT_AUTH_FAILURE_WINDOW_S
@@ -262,6 +266,14 @@ class _Parser:
         wanted = ">= 0" if allow_zero else "> 0"
         raise self.error(path, f"must be a number of seconds {wanted}, got {value!r}")
 
+    def mebibytes(self, table: Mapping[str, Any], key: str, default: float) -> int:
+        """A size in MiB (fractions allowed, from 0.01 = about 10 KiB), as bytes."""
+        value = table.get(key, default)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and math.isfinite(value) and 0.01 <= value <= 1 << 20:
+            return int(value * (1 << 20))
+        raise self.error(key, f"must be a number of MiB from 0.01 to 1048576, got {value!r}")
+
     def path(self, table: Mapping[str, Any], key: str, path: str) -> Path | None:
         value = self.string(table, key, path)
         if value is None:
@@ -285,6 +297,16 @@ class _Parser:
             grpc=a(lambda: self.grpc(self.table(doc, "grpc", "grpc")), GrpcConfig()),
             users=a(lambda: self.users(doc.get("users", [])), ()),
             audit_log=a(lambda: self.path(doc, "audit_log", "audit_log"), None),
+            audit_log_max_bytes=a(
+                lambda: self.mebibytes(doc, "audit_log_max_mib", DEFAULT_AUDIT_LOG_MAX_MIB),
+                DEFAULT_AUDIT_LOG_MAX_MIB << 20,
+            ),
+            audit_log_files=a(
+                lambda: self.integer(
+                    doc, "audit_log_files", "audit_log_files", DEFAULT_AUDIT_LOG_FILES, 2, 1000
+                ),
+                DEFAULT_AUDIT_LOG_FILES,
+            ),
             key_secret_file=a(lambda: self.path(doc, "key_secret_file", "key_secret_file"), None),
             auth_failure_limit=a(
                 lambda: self.integer(
@@ -537,6 +559,8 @@ class _Parser:
 _TOP_KEYS = (
     "state_dir",
     "audit_log",
+    "audit_log_max_mib",
+    "audit_log_files",
     "key_secret_file",
     "auth_failure_limit",
     "auth_failure_window_s",

@@ -27,6 +27,10 @@ class MalformedRequest(TargetError, ValueError):
     """Envelope with no oneof set, message out of order, missing or conflicting field."""
 
 
+class UndecodableRequest(MalformedRequest):
+    """Bytes that are not a valid protobuf of the request type (docs/behaviour.md §7)."""
+
+
 class AuthModeChange(TargetError):
     """Rotate carrying the first CA bundle: it would switch TLS modes mid-stream."""
 
@@ -69,6 +73,7 @@ class ShuttingDown(TargetError):
 _RULES: dict[type[BaseException], tuple[grpc.StatusCode, str]] = {
     # target
     MalformedRequest: (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"),
+    UndecodableRequest: (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"),
     AuthModeChange: (grpc.StatusCode.FAILED_PRECONDITION, "AUTH_MODE_CHANGE"),
     Lockout: (grpc.StatusCode.FAILED_PRECONDITION, "LOCKOUT"),
     NotFinalized: (grpc.StatusCode.ABORTED, "NOT_FINALIZED"),

@@ -1,4 +1,8 @@
-"""The gnoicertd command line: serve, config check, passwd and factory-reset."""
+"""The gnoicertd command line: serve, config check, passwd and factory-reset.
+
+grpcio is imported only after log_setup has set GRPC_VERBOSITY (the modules that load it are
+imported inside the functions that need them).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gnoicert import __version__
+from gnoicert.daemon import log_setup, memory
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
-from gnoicert.daemon.auth import hash_password
 from gnoicert.daemon.config import ConfigError, Role, load_config, set_user_password
-from gnoicert.daemon.server import Daemon
-from gnoicert.daemon.startup import check_referenced_files, read_key_secret
+from gnoicert.daemon.startup import check_listen_address, check_referenced_files, read_key_secret
 from gnoicert.pki.errors import PkiError
 from gnoicert.pki.store import Store
 
@@ -26,14 +29,18 @@ log = logging.getLogger("gnoicertd")
 
 
 async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -> int:
+    from gnoicert.daemon.server import Daemon
+
     try:
         config = load_config(config_path)
+        # Before the store is opened: a daemon that cannot listen creates nothing.
+        check_listen_address(config.grpc.listen_host, config.grpc.listen_port)
         daemon = Daemon(config, insecure=insecure)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
         return 2
-    except (PkiError, OSError) as exc:  # state directory in use or unreadable, audit log
+    except (PkiError, OSError) as exc:  # port in use, state directory in use or unreadable, ...
         log.error("cannot start: %s", exc)
         return 1
     try:
@@ -52,6 +59,9 @@ async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -
         tmp.write_text(f"{config.grpc.listen_host}:{port}\n")
         os.replace(tmp, ready_file)
     log.info("gnoicertd %s ready on port %d", __version__, port)
+    memory_report_s = memory.interval()
+    if memory_report_s is not None:
+        daemon.spawn(memory.report_forever(memory_report_s))
     await stop_requested.wait()
     log.info("stopping: draining for up to %g s", daemon.config.grpc.shutdown_grace_s)
     await daemon.stop()
@@ -131,13 +141,10 @@ def _read_new_password() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    log_setup.configure(verbose=args.verbose)
     try:
         if args.command == "serve":
+            memory.limit_malloc_arenas()  # before grpc and asyncio start their threads
             with contextlib.suppress(KeyboardInterrupt):
                 return asyncio.run(
                     serve(args.config, insecure=args.insecure, ready_file=args.ready_file)
@@ -149,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.file}: OK ({len(config.users)} users, listen {config.grpc.listen})")
             return 0
         if args.command == "passwd":
+            from gnoicert.daemon.auth import hash_password
+
             password = _read_new_password()
             if len(password) < 8:
                 raise ConfigError("the password must have at least 8 characters")
@@ -182,7 +191,9 @@ def _factory_reset(path: Path, *, assume_yes: bool) -> int:
         store.factory_reset()
     finally:
         store.close()
-    audit = AuditLog(config.audit_log)
+    audit = AuditLog(
+        config.audit_log, max_bytes=config.audit_log_max_bytes, files=config.audit_log_files
+    )
     audit.record(
         AuditRecord(event=Event.FACTORY_RESET, rpc="", outcome=Outcome.OK, detail=str(path))
     )

@@ -15,10 +15,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import _async as reflection_aio
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from gnoicert.daemon import policy
+from gnoicert.daemon import decoding, policy
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
 from gnoicert.daemon.config import Config, ConfigError, load_config
@@ -33,16 +34,20 @@ from gnoicert.daemon.startup import (
 )
 from gnoicert.daemon.tls import CredentialManager, ServedCredentials
 from gnoicert.pki.store import Store
-from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
+from gnoicert.proto import cert_pb2, system_pb2
 
 log = logging.getLogger("gnoicertd")
 
 _HANDLER_EXIT_S = 5.0  # cancelled handlers roll back and audit quickly; bound the wait anyway
 _BIND_ATTEMPTS = 200  # x 5 ms: the old listener closes within about a millisecond
+_CERT_SERVICE = cert_pb2.DESCRIPTOR.services_by_name["CertificateManagement"]
+_SYSTEM_SERVICE = system_pb2.DESCRIPTOR.services_by_name["System"]
+_HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"]
+_REFLECTION_SERVICE = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 _SERVICE_NAMES = (
-    cert_pb2.DESCRIPTOR.services_by_name["CertificateManagement"].full_name,
-    system_pb2.DESCRIPTOR.services_by_name["System"].full_name,
-    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    _CERT_SERVICE.full_name,
+    _SYSTEM_SERVICE.full_name,
+    _HEALTH_SERVICE.full_name,
     reflection.SERVICE_NAME,
 )
 
@@ -69,7 +74,9 @@ class Daemon:
         self._insecure = insecure
         self.store = Store.open(config.state_dir, key_secret=read_key_secret(config))
         ensure_factory_certificate(self.store, config)
-        self.audit = AuditLog(config.audit_log)
+        self.audit = AuditLog(
+            config.audit_log, max_bytes=config.audit_log_max_bytes, files=config.audit_log_files
+        )
         record_crash_outcomes(self.store, self.audit)
         self.runtime = Runtime(
             store=self.store,
@@ -92,11 +99,12 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health = health.aio.HealthServicer()
         self._in_flight = InFlight()
-        gate = Gate(self.runtime, self.authenticator, lambda: self._listener_mode)
+        self._gate = Gate(self.runtime, self.authenticator, lambda: self._listener_mode)
         self._cert_service = CertificateService(
-            self.runtime, gate, on_change=self.schedule_reconcile
+            self.runtime, self._gate, on_change=self.schedule_reconcile
         )
-        self._system_service = SystemService(gate)
+        self._system_service = SystemService(self._gate)
+        self._reflection = reflection_aio.ReflectionServicer(_SERVICE_NAMES)
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()  # the loop keeps only weak references
 
@@ -135,10 +143,16 @@ class Daemon:
             ("grpc.max_send_message_length", self.config.grpc.max_message_bytes),
         ]
         server = grpc.aio.server(interceptors=[self._in_flight], options=options)
-        cert_pb2_grpc.add_CertificateManagementServicer_to_server(self._cert_service, server)
-        system_pb2_grpc.add_SystemServicer_to_server(self._system_service, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(_SERVICE_NAMES, server)
+        # Request decoding never raises here: undecodable bytes are refused after
+        # authentication, audited, as MALFORMED_REQUEST (docs/behaviour.md §7).
+        admitted = decoding.authenticated_refusal(self._gate, self.audit)
+        anyone = decoding.open_refusal(self.audit)
+        decoding.add_service(server, self._cert_service, _CERT_SERVICE, admitted)
+        decoding.add_service(
+            server, self._system_service, _SYSTEM_SERVICE, admitted, methods=("Time",)
+        )
+        decoding.add_service(server, self._health, _HEALTH_SERVICE, anyone)
+        decoding.add_service(server, self._reflection, _REFLECTION_SERVICE, anyone)
         served = self.credentials.current
         mode = policy.TlsMode.INSECURE if self._insecure else served.mode
         for attempt in range(_BIND_ATTEMPTS):
@@ -248,7 +262,7 @@ class Daemon:
         self.authenticator.set_limits(
             failure_limit=new.auth_failure_limit, failure_window_s=new.auth_failure_window_s
         )
-        self.audit.reopen()
+        self.audit.reopen(max_bytes=new.audit_log_max_bytes, files=new.audit_log_files)
         self.credentials.refresh()
         self.audit.record(AuditRecord(event=Event.CONFIG_RELOAD, rpc="", outcome=Outcome.OK))
         log.info("configuration reloaded from %s", path)

@@ -4,6 +4,7 @@ the factory certificate of a first start, and the audit outcome of Rotates a cra
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -44,6 +45,29 @@ def read_external_ca(config: Config) -> bytes:
             f"grpc.mutual_authentication.certificate_authority: cannot use {path}: {exc}"
         ) from exc
     return data
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """OSError with one clear line if the listen address cannot be bound (a port in use).
+
+    A bind test like grpc's own (SO_REUSEADDR, so a port in TIME_WAIT passes as it would for
+    grpc); port 0 picks a free port and always works.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+                probe.listen(1)
+            except OSError as exc:
+                why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise OSError(f"cannot listen on {host}:{port}: {why}") from None
 
 
 def check_referenced_files(config: Config) -> None:

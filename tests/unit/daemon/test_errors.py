@@ -15,6 +15,7 @@ from gnoicert.pki import errors as pki
 Code = grpc.StatusCode
 TABLE: dict[type[Exception], tuple[grpc.StatusCode, str]] = {
     errors.MalformedRequest: (Code.INVALID_ARGUMENT, "MALFORMED_REQUEST"),
+    errors.UndecodableRequest: (Code.INVALID_ARGUMENT, "MALFORMED_REQUEST"),
     errors.AuthModeChange: (Code.FAILED_PRECONDITION, "AUTH_MODE_CHANGE"),
     errors.Lockout: (Code.FAILED_PRECONDITION, "LOCKOUT"),
     errors.NotFinalized: (Code.ABORTED, "NOT_FINALIZED"),
