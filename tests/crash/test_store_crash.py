@@ -12,6 +12,7 @@ continues from the recovered state. Two lanes: keys in clear and keys under a ke
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.util
 import os
@@ -271,7 +272,9 @@ def test_store_survives_sigkill(tmp_path: Path, crash_summary: list[str]) -> Non
                 late = 0.33 if outcomes["after"] >= 0.05 * kills else 0.6
                 low, high = (0.6, 1.6) if rng.random() < late else (0.0, 1.0)
                 _busy_wait(rng.uniform(low, high) * lane.typical_op_s())
-            os.kill(child, signal.SIGKILL)
+            # On a loaded machine the child may finish its 20 operations before the kill.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
             while True:
                 word, _, rest = lines.next().partition(" ")
                 if word == "EXIT":
@@ -281,10 +284,17 @@ def test_store_survives_sigkill(tmp_path: Path, crash_summary: list[str]) -> Non
                     begun.append(int(rest))
                 else:
                     done.add(int(rest.split()[0]))
+            child = 0
+            if rest == "0" and len(done) == stop - start:
+                # The kill came after the last operation: the store must hold its state, and
+                # the round counts as a run, not a kill.
+                lane.next_op = stop
+                with contextlib.closing(Store.open(lane.state_dir, key_secret=lane.secret)) as st:
+                    assert _observe(st, pool) == states[stop], f"{summary()}\nclean run {start}"
+                continue
             assert rest == str(-signal.SIGKILL), (
                 f"worker exited {rest} before the kill:\n{lines.stderr()}"
             )
-            child = 0
             kills += 1
 
             # What may the store hold now? After the last DONE, or before/after the open one.
