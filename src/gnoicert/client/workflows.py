@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 import grpc.aio
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from gnoicert.client import messages
+from gnoicert.client.ca import new_key
 from gnoicert.client.certinfo import key_description, load_csr, san_strings
 from gnoicert.client.channel import ChannelOptions, open_channel
 from gnoicert.client.errors import (
@@ -68,7 +68,6 @@ from gnoicert.pki.crypto import (
     build_csr,
     certificates_to_pem,
     fingerprint,
-    generate_rsa_key,
     load_certificates,
     load_private_key,
     private_key_to_pem,
@@ -450,24 +449,18 @@ class CertClient:
                     "%s %s: dry run, stopping after preflight", flavour.rpc, spec.certificate_id
                 )
                 opened().cancel_if_running()
-                return _Loaded(
-                    stream=opened(),
-                    material=material,
-                    key_source=key_source,
-                    preflight=report,
-                    dry_run=True,
+            else:
+                request = messages.load_certificate_request(
+                    spec.certificate_id,
+                    material.certificate_pem,
+                    private_key_pem=private_key_to_pem(key) if key is not None else None,
+                    public_key_pem=_public_pem(key) if key is not None else None,
+                    ca_certificates=material.bundle_pems,
                 )
-            request = messages.load_certificate_request(
-                spec.certificate_id,
-                material.certificate_pem,
-                private_key_pem=private_key_to_pem(key) if key is not None else None,
-                public_key_pem=_public_pem(key) if key is not None else None,
-                ca_certificates=material.bundle_pems,
-            )
-            await opened().write(flavour.load(request))
-            response = await opened().read()
-            expect_case(response.WhichOneof(flavour.oneof), "load_certificate")
-            _log.info("%s %s: certificate loaded", flavour.rpc, spec.certificate_id)
+                await opened().write(flavour.load(request))
+                response = await opened().read()
+                expect_case(response.WhichOneof(flavour.oneof), "load_certificate")
+                _log.info("%s %s: certificate loaded", flavour.rpc, spec.certificate_id)
         except BaseException:
             if stream is not None:
                 stream.cancel_if_running()
@@ -477,7 +470,7 @@ class CertClient:
             material=material,
             key_source=key_source,
             preflight=report,
-            dry_run=False,
+            dry_run=spec.dry_run,
         )
 
     async def _target_csr(self, stream: Stream, flavour: _Flavour, spec: InstallSpec) -> bytes:
@@ -488,14 +481,7 @@ class CertClient:
         return messages.csr_from_generated(response.generated_csr)
 
     async def _client_csr(self, params: CsrParams) -> tuple[PrivateKey, bytes]:
-        key: PrivateKey
-        if params.key_type == "ecdsa":
-            key = ec.generate_private_key(ec.SECP256R1())
-        else:
-            try:
-                key = await asyncio.to_thread(generate_rsa_key, params.key_size)
-            except PkiError as exc:
-                raise InputError(str(exc)) from None
+        key = await asyncio.to_thread(new_key, params.key_type, params.key_size)
         try:
             csr_pem = build_csr(key, params.subject())
         except PkiError as exc:

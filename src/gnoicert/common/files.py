@@ -10,6 +10,7 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 PRIVATE_MODE = 0o600
@@ -26,6 +27,17 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def removed_on_failure(path: str | Path) -> Iterator[None]:
+    """Unlink the temp file `path` if the block raises (then re-raise): no debris left behind."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
 
 
 def write_atomic(
@@ -49,13 +61,13 @@ def write_atomic(
         raise FileExistsError(17, "File exists", str(target))
     previous = target.stat() if keep_mode_and_owner and target.exists() else None
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{TMP_PREFIX}-{target.name}-")
-    try:
-        os.fchmod(fd, mode if previous is None else stat.S_IMODE(previous.st_mode))
-        if previous is not None:
-            # Only root can give the file away; otherwise it already has our owner.
-            with contextlib.suppress(PermissionError):
-                os.fchown(fd, previous.st_uid, previous.st_gid)
+    with removed_on_failure(tmp):
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, mode if previous is None else stat.S_IMODE(previous.st_mode))
+            if previous is not None:
+                # Only root can give the file away; otherwise it already has our owner.
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, previous.st_uid, previous.st_gid)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -65,8 +77,4 @@ def write_atomic(
             os.unlink(tmp)
         else:
             os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     fsync_directory(target.parent)

@@ -17,8 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from gnoicert.common.closeable import Closeable
 
 logger = logging.getLogger("gnoicert.audit")
 
@@ -133,7 +134,7 @@ def _quote(text: str) -> str:
     return json.dumps(text)
 
 
-class AuditLog:
+class AuditLog(Closeable):
     """Appends AuditRecords to path (None: the logger only). Thread-safe.
 
     A failed write is logged at ERROR and does not raise: the state change it describes has
@@ -185,17 +186,6 @@ class AuditLog:
         """Release the file; a later record opens it again."""
         with self._lock:
             self._close_locked()
-
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _close_locked(self) -> None:
         if self._fd is not None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gnoicert.common.files import TMP_PREFIX, fsync_directory, write_atomic
+from gnoicert.common.files import TMP_PREFIX, fsync_directory, removed_on_failure, write_atomic
 
 DIR_MODE = 0o700
 PUBLIC_MODE = 0o644
@@ -365,12 +365,8 @@ def point_current(state_dir: Path, generation: int) -> None:
     else:
         tmp = state_dir / tmp_name(CURRENT_NAME)
         os.symlink(f"{GENERATIONS_NAME}/{generation}", tmp)
-        try:
+        with removed_on_failure(tmp):
             os.replace(tmp, link)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
     fsync_directory(state_dir)
 
 
