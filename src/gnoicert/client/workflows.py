@@ -449,18 +449,24 @@ class CertClient:
                     "%s %s: dry run, stopping after preflight", flavour.rpc, spec.certificate_id
                 )
                 opened().cancel_if_running()
-            else:
-                request = messages.load_certificate_request(
-                    spec.certificate_id,
-                    material.certificate_pem,
-                    private_key_pem=private_key_to_pem(key) if key is not None else None,
-                    public_key_pem=_public_pem(key) if key is not None else None,
-                    ca_certificates=material.bundle_pems,
+                return _Loaded(
+                    stream=opened(),
+                    material=material,
+                    key_source=key_source,
+                    preflight=report,
+                    dry_run=True,
                 )
-                await opened().write(flavour.load(request))
-                response = await opened().read()
-                expect_case(response.WhichOneof(flavour.oneof), "load_certificate")
-                _log.info("%s %s: certificate loaded", flavour.rpc, spec.certificate_id)
+            request = messages.load_certificate_request(
+                spec.certificate_id,
+                material.certificate_pem,
+                private_key_pem=private_key_to_pem(key) if key is not None else None,
+                public_key_pem=_public_pem(key) if key is not None else None,
+                ca_certificates=material.bundle_pems,
+            )
+            await opened().write(flavour.load(request))
+            response = await opened().read()
+            expect_case(response.WhichOneof(flavour.oneof), "load_certificate")
+            _log.info("%s %s: certificate loaded", flavour.rpc, spec.certificate_id)
         except BaseException:
             if stream is not None:
                 stream.cancel_if_running()
@@ -470,7 +476,7 @@ class CertClient:
             material=material,
             key_source=key_source,
             preflight=report,
-            dry_run=spec.dry_run,
+            dry_run=False,
         )
 
     async def _target_csr(self, stream: Stream, flavour: _Flavour, spec: InstallSpec) -> bytes:
