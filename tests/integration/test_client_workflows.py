@@ -26,6 +26,7 @@ from gnoicert.cli.hints import explain
 from gnoicert.client.ca import LocalCA
 from gnoicert.client.channel import ChannelOptions, Metadata
 from gnoicert.client.errors import (
+    InputError,
     PreflightFailed,
     RotateAborted,
     RpcFailed,
@@ -275,6 +276,17 @@ async def test_install_key_sources(
     assert info.key_type == ("ECDSA" if params.key_type == "ecdsa" else "RSA")
     if params.key_type == "rsa":
         assert info.key_size == params.key_size
+
+
+async def test_a_csr_field_over_its_byte_limit_is_an_input_error(
+    client: CertClient, setup: Setup
+) -> None:
+    """17 four-byte characters in the common name: 68 UTF-8 bytes, over the limit of 64."""
+    params = CsrParams(common_name="\U0001f600" * 17, key_type="ecdsa")
+    spec = InstallSpec(certificate_id="lib-long-cn", csr=params, signer=setup.ca)
+    with pytest.raises(InputError, match="common_name is 68 bytes"):
+        await client.install(spec)
+    assert "lib-long-cn" not in await listed(client)
 
 
 async def test_install_through_an_external_command_signer(client: CertClient, setup: Setup) -> None:

@@ -456,6 +456,19 @@ async def test_empty_bundle(op: Operator) -> None:
     )
 
 
+# -- CSR parameters ---------------------------------------------------------------------------
+
+
+async def test_csr_field_over_its_byte_limit(op: Operator) -> None:
+    """17 four-byte characters: within 64 characters, over the common name's 64 UTF-8 bytes."""
+    too_long = params("\U0001f600" * 17)
+    failed = await expect(
+        op.stub.GenerateCSR(gen("new", too_long), metadata=op.metadata), *MALFORMED
+    )
+    assert "68 bytes" in failed.message
+    (await stream_failure(op, "Install", ins(gen("new", too_long)))).expect(*MALFORMED)
+
+
 # -- key generation the target cannot do ------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gnoicert.cli.output import make_console, print_result
 from gnoicert.client.ca import LocalCA, write_private_file, write_public_file
@@ -103,31 +103,35 @@ def _read_optional(path: str | None, what: str) -> bytes:
     return read_pem_file(path, what) if path else b""
 
 
-def install_spec(args: argparse.Namespace) -> InstallSpec:
-    return InstallSpec(
+_Spec = TypeVar("_Spec", InstallSpec, RotateSpec)
+
+
+def _spec(kind: type[_Spec], args: argparse.Namespace, **specific: Any) -> _Spec:
+    """The options Install and Rotate share, plus the ones `specific` to each."""
+    return kind(
         certificate_id=args.certificate_id,
         csr=csr_params(args),
         signer=make_signer(args),
         ca_bundle_pem=_read_optional(args.ca_bundle, "CA bundle"),
         key_source=args.key_source,
-        require_san=args.require_san,
         preflight=not args.no_preflight,
         dry_run=args.dry_run,
+        **specific,
     )
 
 
+def install_spec(args: argparse.Namespace) -> InstallSpec:
+    return _spec(InstallSpec, args, require_san=args.require_san)
+
+
 def rotate_spec(args: argparse.Namespace) -> RotateSpec:
-    return RotateSpec(
-        certificate_id=args.certificate_id,
-        csr=csr_params(args),
-        signer=make_signer(args),
-        ca_bundle_pem=_read_optional(args.ca_bundle, "CA bundle"),
-        key_source=args.key_source,
-        require_san=not args.no_tls_check,
-        check_served_certificate=not args.no_tls_check,
+    checked = not args.no_tls_check
+    return _spec(
+        RotateSpec,
+        args,
+        require_san=checked,
+        check_served_certificate=checked,
         expect_name=args.expect_name,
-        preflight=not args.no_preflight,
-        dry_run=args.dry_run,
     )
 
 

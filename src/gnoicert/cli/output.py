@@ -350,15 +350,17 @@ def _revoke(result: RevokeResult, console: Console) -> None:
         )
 
 
+def _pem_or_where(pem: str, saved_to: str | None, where: str, console: Console) -> None:
+    """The PEM itself on standard output, or, when it went to a file, a line saying `where`."""
+    console.print(where if saved_to else pem.rstrip(), markup=False)
+
+
 def _csr(result: GeneratedCsr, console: Console) -> None:
-    if result.saved_to:
-        console.print(
-            f"CSR for {result.certificate_id} ({result.subject}, {result.key_type}-"
-            f"{result.key_size}) written to {result.saved_to}",
-            markup=False,
-        )
-    else:
-        console.print(result.csr_pem.rstrip(), markup=False)
+    where = (
+        f"CSR for {result.certificate_id} ({result.subject}, {result.key_type}-"
+        f"{result.key_size}) written to {result.saved_to}"
+    )
+    _pem_or_where(result.csr_pem, result.saved_to, where, console)
 
 
 def _load(result: LoadResult, console: Console) -> None:
@@ -408,14 +410,11 @@ def _ca(result: CaInfo, console: Console) -> None:
 
 
 def _issued(result: IssuedCertificate, console: Console) -> None:
-    if result.path:
-        console.print(
-            f"signed {result.subject} ({', '.join(result.sans) or 'no SANs'}), valid until "
-            f"{_date(result.not_after)}: {result.path}",
-            markup=False,
-        )
-    else:
-        console.print((result.certificate_pem + result.chain_pem).rstrip(), markup=False)
+    where = (
+        f"signed {result.subject} ({', '.join(result.sans) or 'no SANs'}), valid until "
+        f"{_date(result.not_after)}: {result.path}"
+    )
+    _pem_or_where(result.certificate_pem + result.chain_pem, result.path, where, console)
 
 
 def _demo(result: DemoResult, console: Console) -> None:

@@ -21,7 +21,6 @@ import datetime as dt
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -30,7 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from gnoicert.client.certinfo import key_description, load_csr, subject_of, subject_text
 from gnoicert.client.errors import InputError, SignerError
-from gnoicert.client.models import CaInfo, SignedCertificate
+from gnoicert.client.models import CaInfo, ClientKeyType, SignedCertificate
 from gnoicert.common.constants import DEFAULT_RSA_KEY_SIZE
 from gnoicert.common.files import PRIVATE_MODE, PUBLIC_MODE, write_atomic
 from gnoicert.pki import profiles
@@ -43,9 +42,7 @@ from gnoicert.pki.crypto import (
     load_private_key,
     private_key_to_pem,
 )
-from gnoicert.pki.errors import BadEncoding
-
-CaKeyType: TypeAlias = Literal["rsa", "ecdsa"]
+from gnoicert.pki.errors import BadEncoding, PkiError
 
 ROOT_CERT_FILE = "ca.pem"
 ROOT_KEY_FILE = "ca.key"
@@ -94,7 +91,7 @@ class LocalCA:
         directory: str | Path,
         *,
         intermediate: bool = False,
-        key_type: CaKeyType = "rsa",
+        key_type: ClientKeyType = "rsa",
         key_size: int = DEFAULT_CA_RSA_BITS,
         common_name: str = DEFAULT_CA_NAME,
         days: int = DEFAULT_CA_DAYS,
@@ -121,7 +118,7 @@ class LocalCA:
             )
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
-        root_key = _new_key(key_type, key_size)
+        root_key = new_key(key_type, key_size)
         root_name = _ca_name(common_name)
         root = _ca_certificate(
             root_name,
@@ -135,7 +132,7 @@ class LocalCA:
         inter: x509.Certificate | None = None
         inter_key: PrivateKey | None = None
         if intermediate:
-            inter_key = _new_key(key_type, key_size)
+            inter_key = new_key(key_type, key_size)
             inter_name = _ca_name(f"{common_name} intermediate")
             inter = _ca_certificate(
                 inter_name,
@@ -256,14 +253,14 @@ class LocalCA:
         *,
         dns_names: Sequence[str] = (),
         ip_addresses: Sequence[str] = (),
-        key_type: CaKeyType = "ecdsa",
+        key_type: ClientKeyType = "ecdsa",
         days: int | None = None,
     ) -> tuple[bytes, SignedCertificate]:
         """A fresh key and a certificate for it (an operator's client certificate, say).
 
         Returns (private key PEM, signed certificate); the caller stores the key 0600.
         """
-        key = _new_key(key_type, DEFAULT_CA_RSA_BITS)
+        key = new_key(key_type, DEFAULT_CA_RSA_BITS)
         sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
         try:
             sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
@@ -316,11 +313,16 @@ def _ca_name(common_name: str) -> x509.Name:
     )
 
 
-def _new_key(key_type: CaKeyType, key_size: int) -> PrivateKey:
+def new_key(key_type: ClientKeyType, key_size: int) -> PrivateKey:
+    """A fresh key made on this side: ECDSA P-256, or RSA of `key_size` bits (InputError for a
+    size the PKI layer refuses)."""
     if key_type == "ecdsa":
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "rsa":
-        return generate_rsa_key(key_size)
+        try:
+            return generate_rsa_key(key_size)
+        except PkiError as exc:
+            raise InputError(str(exc)) from None
     raise InputError(f"unknown key type {key_type!r}: use rsa or ecdsa")
 
 

@@ -44,18 +44,7 @@ class Stream:
 
     async def read(self, *, after_load: bool = False) -> Any:
         """The next response; the stream ending instead is an error."""
-        try:
-            response = await asyncio.wait_for(self.call.read(), timeout=self.timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise self._failed(exc, after_load) from exc
-        except TimeoutError:
-            self.call.cancel()
-            raise RpcFailed(
-                code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                details=f"no answer within {self.timeout:g} s",
-                target=self.target,
-                rpc=self.rpc,
-            ) from None
+        response = await self._read_within("no answer", after_load)
         if response is grpc.aio.EOF:
             raise ProtocolError(
                 f"the target ended the {self.rpc} stream without an answer", target=self.target
@@ -70,19 +59,25 @@ class Stream:
 
     async def finish(self, *, after_load: bool = False) -> None:
         """Read to the end of the stream: the final status must be OK."""
+        response = await self._read_within(f"the {self.rpc} stream did not end", after_load)
+        if response is not grpc.aio.EOF:
+            raise ProtocolError(f"unexpected message at the end of {self.rpc}", target=self.target)
+
+    async def _read_within(self, on_timeout: str, after_load: bool) -> Any:
+        """The next read (a response or EOF) within the timeout; on timeout the stream is
+        cancelled (nothing more is read from it) and the error says `on_timeout`."""
         try:
-            response = await asyncio.wait_for(self.call.read(), timeout=self.timeout)
+            return await asyncio.wait_for(self.call.read(), timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise self._failed(exc, after_load) from exc
         except TimeoutError:
+            self.call.cancel()
             raise RpcFailed(
                 code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                details=f"the {self.rpc} stream did not end within {self.timeout:g} s",
+                details=f"{on_timeout} within {self.timeout:g} s",
                 target=self.target,
                 rpc=self.rpc,
             ) from None
-        if response is not grpc.aio.EOF:
-            raise ProtocolError(f"unexpected message at the end of {self.rpc}", target=self.target)
 
     def _failed(self, exc: grpc.aio.AioRpcError, after_load: bool) -> RpcFailed:
         return rpc_failed(exc, target=self.target, rpc=self.rpc, after_load=after_load)

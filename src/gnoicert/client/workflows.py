@@ -20,10 +20,10 @@ from typing import Any
 import grpc
 import grpc.aio
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from gnoicert.client import messages
 from gnoicert.client.authmode import MODE_SWITCH_WAIT_S, client_certificates_required
+from gnoicert.client.ca import new_key
 from gnoicert.client.certinfo import key_description, load_csr, san_strings, subject_text
 from gnoicert.client.channel import ChannelOptions, open_channel
 from gnoicert.client.errors import (
@@ -75,7 +75,6 @@ from gnoicert.pki.crypto import (
     build_csr,
     certificates_to_pem,
     fingerprint,
-    generate_rsa_key,
     load_certificates,
     load_private_key,
     private_key_to_pem,
@@ -679,14 +678,7 @@ class CertClient:
         return messages.csr_from_generated(response.generated_csr)
 
     async def _client_csr(self, params: CsrParams) -> tuple[PrivateKey, bytes]:
-        key: PrivateKey
-        if params.key_type == "ecdsa":
-            key = ec.generate_private_key(ec.SECP256R1())
-        else:
-            try:
-                key = await asyncio.to_thread(generate_rsa_key, params.key_size)
-            except PkiError as exc:
-                raise InputError(str(exc)) from None
+        key = await asyncio.to_thread(new_key, params.key_type, params.key_size)
         try:
             csr_pem = build_csr(key, params.subject())
         except PkiError as exc:

@@ -17,9 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from gnoicert.common.closeable import Closeable
 from gnoicert.daemon import audit_file
 from gnoicert.daemon.refusal_lines import RefusalLines
 
@@ -136,7 +136,7 @@ def _quote(text: str) -> str:
     return json.dumps(text)
 
 
-class AuditLog:
+class AuditLog(Closeable):
     """Appends AuditRecords to path (None: the logger only). Thread-safe.
 
     The file is size-capped with rotation (audit_file.py). Refusals reach the daemon log
@@ -204,17 +204,6 @@ class AuditLog:
             return
         with self._lock:
             self._file.close()
-
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def unfinished_rotations(path: Path, *, tail_bytes: int = 16 * 1024 * 1024) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from gnoicert.common.rpc import CertRpc, SystemRpc
 from gnoicert.daemon.config import Role, User
 from gnoicert.daemon.errors import NotAuthorized, RateLimited, Unauthenticated
 
@@ -34,11 +35,7 @@ SCRYPT_SALT_BYTES = 16
 SCRYPT_KEY_BYTES = 32
 
 READ_ONLY_RPCS = frozenset(
-    {
-        "/gnoi.certificate.CertificateManagement/GetCertificates",
-        "/gnoi.certificate.CertificateManagement/CanGenerateCSR",
-        "/gnoi.system.System/Time",
-    }
+    {CertRpc.GET_CERTIFICATES.path, CertRpc.CAN_GENERATE_CSR.path, SystemRpc.TIME.path}
 )
 # Health checks and reflection must work for standard tools without credentials.
 UNAUTHENTICATED_RPC_PREFIXES = (

@@ -8,14 +8,11 @@ see docs/operator-guide.md, "Configuration".
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import enum
 import math
 import os
 import re
-import stat
-import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ import tomlkit.exceptions
 from cryptography import x509
 
 from gnoicert.common.address import format_host_port, parse_host_port
+from gnoicert.common.files import write_atomic
 from gnoicert.pki import crypto
 from gnoicert.pki.errors import InvalidCertificateId
 
@@ -617,7 +615,7 @@ def set_user_password(path: Path, name: str, password_hash: str, role: Role | No
     new_text = tomlkit.dumps(doc)
     parse_config(new_text, source=path)  # never write a file the daemon would refuse
     try:
-        _atomic_write(target, new_text.encode("utf-8"))
+        write_atomic(target, new_text.encode("utf-8"), keep_mode_and_owner=True)
     except OSError as exc:
         raise ConfigError(f"{label}: cannot write: {exc}") from None
 
@@ -668,29 +666,3 @@ def _user_table(table: Any, name: str, password_hash: str, role: Role) -> Any:
     table["password_hash"] = password_hash
     table["role"] = role.value
     return table
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename over target, fsync the directory."""
-    st = target.stat()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode))
-            if hasattr(os, "fchown"):
-                # Only root can give the file away; otherwise it already has our owner.
-                with contextlib.suppress(PermissionError):
-                    os.fchown(f.fileno(), st.st_uid, st.st_gid)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

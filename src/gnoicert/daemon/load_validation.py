@@ -6,7 +6,6 @@ CSR parameters, the key and chain checks, the lockout guard, and staging what pa
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,8 +44,7 @@ def check_csr_params(params: cert_pb2.CSRParams, grpc: GrpcConfig) -> int:
 
 def subject_of(params: cert_pb2.CSRParams) -> crypto.CsrSubject:
     """CsrSubject names its fields as CSRParams does: it is the one list of subject fields."""
-    fields = dataclasses.fields(crypto.CsrSubject)
-    return crypto.CsrSubject(**{field.name: getattr(params, field.name) for field in fields})
+    return crypto.CsrSubject(**crypto.subject_fields(params))
 
 
 async def generate_key_and_csr(

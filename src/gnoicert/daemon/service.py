@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from cryptography import x509
 
+from gnoicert.common.rpc import CertRpc, SystemRpc
 from gnoicert.daemon import errors, policy
 from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
@@ -40,22 +41,11 @@ from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE = "/gnoi.certificate.CertificateManagement/"
-ROTATE = SERVICE + "Rotate"
-INSTALL = SERVICE + "Install"
-GENERATE_CSR = SERVICE + "GenerateCSR"
-LOAD_CERTIFICATE = SERVICE + "LoadCertificate"
-LOAD_CA_BUNDLE = SERVICE + "LoadCertificateAuthorityBundle"
-GET_CERTIFICATES = SERVICE + "GetCertificates"
-REVOKE_CERTIFICATES = SERVICE + "RevokeCertificates"
-CAN_GENERATE_CSR = SERVICE + "CanGenerateCSR"
-TIME = "/gnoi.system.System/Time"
-
 _R = TypeVar("_R")
 _Response = TypeVar(
     "_Response", cert_pb2.RotateCertificateResponse, cert_pb2.InstallCertificateResponse
 )
-_STREAM_RPCS = {Kind.ROTATE: ROTATE, Kind.INSTALL: INSTALL}
+_STREAM_RPCS = {Kind.ROTATE: CertRpc.ROTATE.path, Kind.INSTALL: CertRpc.INSTALL.path}
 _ONEOF = {Kind.ROTATE: "rotate_request", Kind.INSTALL: "install_request"}
 _ENDED_EARLY = {
     Kind.ROTATE: "the Rotate stream ended before finalize_rotation; "
@@ -230,7 +220,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             )
             return csr_response(csr_pem)
 
-        return await self._guarded(context, GENERATE_CSR, run)
+        return await self._guarded(context, CertRpc.GENERATE_CSR.path, run)
 
     async def LoadCertificate(
         self, request: cert_pb2.LoadCertificateRequest, context: Context
@@ -280,7 +270,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             await self._commit_change(context, stage)
             return cert_pb2.LoadCertificateResponse()
 
-        return await self._guarded(context, LOAD_CERTIFICATE, run)
+        return await self._guarded(context, CertRpc.LOAD_CERTIFICATE.path, run)
 
     async def LoadCertificateAuthorityBundle(
         self, request: cert_pb2.LoadCertificateAuthorityBundleRequest, context: Context
@@ -314,7 +304,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             await self._commit_change(context, stage)
             return cert_pb2.LoadCertificateAuthorityBundleResponse()
 
-        return await self._guarded(context, LOAD_CA_BUNDLE, run)
+        return await self._guarded(context, CertRpc.LOAD_CERTIFICATE_AUTHORITY_BUNDLE.path, run)
 
     async def GetCertificates(
         self, request: cert_pb2.GetCertificatesRequest, context: Context
@@ -344,7 +334,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 )
             return cert_pb2.GetCertificatesResponse(certificate_info=infos)
 
-        return await self._guarded(context, GET_CERTIFICATES, run)
+        return await self._guarded(context, CertRpc.GET_CERTIFICATES.path, run)
 
     async def RevokeCertificates(
         self, request: cert_pb2.RevokeCertificatesRequest, context: Context
@@ -352,7 +342,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         async def run(caller: Caller) -> cert_pb2.RevokeCertificatesResponse:
             return await self._revoke(caller, list(request.certificate_id), context)
 
-        return await self._guarded(context, REVOKE_CERTIFICATES, run)
+        return await self._guarded(context, CertRpc.REVOKE_CERTIFICATES.path, run)
 
     async def CanGenerateCSR(
         self, request: cert_pb2.CanGenerateCSRRequest, context: Context
@@ -371,7 +361,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 return cert_pb2.CanGenerateCSRResponse(can_generate=False)
             return cert_pb2.CanGenerateCSRResponse(can_generate=True)
 
-        return await self._guarded(context, CAN_GENERATE_CSR, run)
+        return await self._guarded(context, CertRpc.CAN_GENERATE_CSR.path, run)
 
     # -- revoke -------------------------------------------------------------------------------
 
@@ -553,7 +543,7 @@ class SystemService(system_pb2_grpc.SystemServicer):
         self, request: system_pb2.TimeRequest, context: Context
     ) -> system_pb2.TimeResponse:
         try:
-            await self._gate.admit(context, TIME)
+            await self._gate.admit(context, SystemRpc.TIME.path)
         except Exception as exc:
             await errors.abort_with(context, exc)
         return system_pb2.TimeResponse(time=time.time_ns())

@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gnoicert.common.files import TMP_PREFIX, fsync_directory, removed_on_failure, write_atomic
+
 DIR_MODE = 0o700
 PUBLIC_MODE = 0o644
 SECRET_MODE = 0o600
-TMP_PREFIX = ".tmp"
 MANIFEST_FORMAT = 1
 
 LOCK_NAME = "LOCK"
@@ -65,14 +66,6 @@ def tmp_name(label: str) -> str:
 # --- durable primitives -----------------------------------------------------------------------
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def make_dir(path: Path) -> None:
     os.mkdir(path, DIR_MODE)
     os.chmod(path, DIR_MODE)  # the umask may have narrowed it; never wider than 0700
@@ -87,7 +80,7 @@ def ensure_dir(path: Path) -> None:
             raise CorruptState(f"{path.name} is not a directory") from None
         os.chmod(path, DIR_MODE)
     else:
-        fsync_dir(path.parent)
+        fsync_directory(path.parent)
 
 
 def write_new_file(path: Path, data: bytes, mode: int) -> None:
@@ -101,19 +94,6 @@ def write_new_file(path: Path, data: bytes, mode: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Replace path with data durably: temp file, fsync, rename, fsync the directory."""
-    tmp = path.with_name(tmp_name(path.name))
-    try:
-        write_new_file(tmp, data, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 def link_or_copy(src: Path, dst: Path, mode: int) -> None:
@@ -139,7 +119,7 @@ def remove_file_durably(path: Path) -> bool:
         os.unlink(path)
     except FileNotFoundError:
         return False
-    fsync_dir(path.parent)
+    fsync_directory(path.parent)
     return True
 
 
@@ -279,8 +259,8 @@ def write_generation(
                     )
                 else:
                     raise ValueError(f"no content for certificate ID {cert_id!r}")
-            fsync_dir(entity_dir)
-        fsync_dir(certificates)
+            fsync_directory(entity_dir)
+        fsync_directory(certificates)
         if manifest.bundle is not None:
             if bundle_pem is not None:
                 write_new_file(tmp / BUNDLE_NAME, bundle_pem, PUBLIC_MODE)
@@ -289,10 +269,10 @@ def write_generation(
             else:
                 raise ValueError("no content for the CA bundle")
         write_new_file(tmp / MANIFEST_NAME, manifest.to_json(), PUBLIC_MODE)
-        fsync_dir(tmp)
+        fsync_directory(tmp)
         os.rename(tmp, final)
         renamed = True
-        fsync_dir(generations_dir)
+        fsync_directory(generations_dir)
     except BaseException:
         with contextlib.suppress(OSError):
             remove_path(final if renamed else tmp)
@@ -385,13 +365,9 @@ def point_current(state_dir: Path, generation: int) -> None:
     else:
         tmp = state_dir / tmp_name(CURRENT_NAME)
         os.symlink(f"{GENERATIONS_NAME}/{generation}", tmp)
-        try:
+        with removed_on_failure(tmp):
             os.replace(tmp, link)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    fsync_dir(state_dir)
+    fsync_directory(state_dir)
 
 
 # --- pending keys -----------------------------------------------------------------------------
@@ -403,7 +379,7 @@ def pending_path(pending_dir: Path, cert_id: str) -> Path:
 
 def write_pending(pending_dir: Path, cert_id: str, expires_ns: int, key: bytes) -> None:
     doc = {"expires_ns": expires_ns, "key_pem": key.decode("ascii")}
-    atomic_write(pending_path(pending_dir, cert_id), json.dumps(doc).encode(), SECRET_MODE)
+    write_atomic(pending_path(pending_dir, cert_id), json.dumps(doc).encode(), mode=SECRET_MODE)
 
 
 def read_pending(path: Path) -> tuple[int, bytes]:

@@ -17,6 +17,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from gnoicert.common.files import TMP_PREFIX, fsync_directory
 from gnoicert.pki import _store_files as files
 from gnoicert.pki import crypto
 from gnoicert.pki.errors import PkiError, StoreFailure
@@ -96,7 +97,7 @@ def recover(state_dir: Path, codec: KeyCodec) -> Recovered:
     generations = state_dir / files.GENERATIONS_NAME
     removed = False
     for entry in os.listdir(state_dir):
-        if entry.startswith(files.TMP_PREFIX):
+        if entry.startswith(TMP_PREFIX):
             files.remove_path(state_dir / entry)
             removed = True
     files.ensure_dir(generations)
@@ -108,8 +109,8 @@ def recover(state_dir: Path, codec: KeyCodec) -> Recovered:
             files.remove_path(generations / entry)
             removed = True
     if removed:
-        files.fsync_dir(generations)
-        files.fsync_dir(state_dir)
+        fsync_directory(generations)
+        fsync_directory(state_dir)
     found = Recovered(generation=current)
     if current:
         content = files.read_generation(generations / str(current), current)
@@ -140,7 +141,7 @@ def _recover_pending(
     for entry in sorted(os.listdir(pending_dir)):
         path = pending_dir / entry
         cert_id = entry.removesuffix(".json")
-        if entry.startswith(files.TMP_PREFIX):
+        if entry.startswith(TMP_PREFIX):
             files.remove_path(path)
             removed = True
             continue
@@ -170,18 +171,18 @@ def _recover_pending(
             continue
         pending[cert_id] = (expires_ns, key_pem)
     if removed:
-        files.fsync_dir(pending_dir)
+        fsync_directory(pending_dir)
     return pending
 
 
 def _recover_factory(factory_dir: Path, codec: KeyCodec) -> tuple[bytes, bytes] | None:
     removed = False
     for entry in os.listdir(factory_dir):
-        if entry.startswith(files.TMP_PREFIX):
+        if entry.startswith(TMP_PREFIX):
             files.remove_path(factory_dir / entry)
             removed = True
     if removed:
-        files.fsync_dir(factory_dir)
+        fsync_directory(factory_dir)
     try:
         certificate_pem = (factory_dir / files.CERTIFICATE_FILE).read_bytes()
         stored_key = (factory_dir / files.KEY_FILE).read_bytes()

@@ -17,6 +17,7 @@ from typing import TypeAlias
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 from cryptography.x509.verification import (
     Criticality,
@@ -276,10 +277,7 @@ def _verifier_can_judge(found: tuple[x509.Certificate, ...]) -> bool:
             return False
         if not 0 < certificate.serial_number < _MAX_SERIAL:
             return False
-        try:
-            key = certificate.public_key()
-        except (ValueError, UnsupportedAlgorithm):
-            return False
+        key = _public_key(certificate)
         if isinstance(key, rsa.RSAPublicKey):
             if key.key_size < 2048:
                 return False
@@ -352,15 +350,20 @@ _extension = pki_path.extension
 def _key_usage_allows_tls(usage: x509.KeyUsage, certificate: x509.Certificate) -> bool:
     if usage.digital_signature:
         return True
-    try:
-        public_key = certificate.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return False
+    public_key = _public_key(certificate)
     if isinstance(public_key, rsa.RSAPublicKey):
         return usage.key_encipherment
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return usage.key_agreement
     return False
+
+
+def _public_key(certificate: x509.Certificate) -> CertificatePublicKeyTypes | None:
+    """The certificate's key; None when cryptography cannot read it (no check accepts that)."""
+    try:
+        return certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None
 
 
 def _utc(now: dt.datetime | None) -> dt.datetime:

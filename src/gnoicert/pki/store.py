@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from gnoicert.common.files import fsync_directory, write_atomic
 from gnoicert.pki import _store_files as files
 from gnoicert.pki import _store_recovery as recovery
 from gnoicert.pki import crypto
@@ -234,12 +235,8 @@ class Store:
             try:
                 # Key first: a crash between the two leaves a mismatched pair, which open()
                 # detects and reports as "no factory credentials" (the server makes new ones).
-                files.atomic_write(
-                    self._factory_dir / files.KEY_FILE, stored_key, files.SECRET_MODE
-                )
-                files.atomic_write(
-                    self._factory_dir / files.CERTIFICATE_FILE, certificate_pem, files.PUBLIC_MODE
-                )
+                write_atomic(self._factory_dir / files.KEY_FILE, stored_key, mode=files.SECRET_MODE)
+                write_atomic(self._factory_dir / files.CERTIFICATE_FILE, certificate_pem)
             except OSError as exc:
                 raise StoreFailure(f"cannot store the factory credentials: {exc}") from exc
             with self._mutex:
@@ -264,11 +261,11 @@ class Store:
                 with self._pending_lock:
                     for path in self._pending_dir.iterdir():
                         files.remove_path(path)
-                    files.fsync_dir(self._pending_dir)
+                    fsync_directory(self._pending_dir)
                     self._pending.clear()
                 for name in (files.CERTIFICATE_FILE, files.KEY_FILE):
                     files.remove_path(self._factory_dir / name)
-                files.fsync_dir(self._factory_dir)
+                fsync_directory(self._factory_dir)
                 with self._mutex:
                     self._factory = None
             except OSError as exc:

@@ -11,8 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 
+from gnoicert.common.closeable import Closeable
 from gnoicert.pki import crypto
 from gnoicert.pki.store_view import CertificateEntity, KeyOrigin, StoreView, leaf_fingerprint
 
@@ -74,7 +74,7 @@ class TransactionHost:
     notify: Callable[[], None]
 
 
-class Transaction:
+class Transaction(Closeable):
     """One unit of change. Use as a context manager: leaving without commit() rolls back.
 
     Locks are exclusive across open transactions of the same Store: lock() raises ResourceBusy
@@ -203,17 +203,9 @@ class Transaction:
     def closed(self) -> bool:
         return self._state.closed
 
-    def __enter__(self) -> Transaction:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self.closed:
-            self.rollback()
+    def close(self) -> None:
+        """End the transaction (leaving its `with` block does): rolls back unless committed."""
+        self.rollback()
 
     def _check_open(self) -> None:
         if self._state.closed:

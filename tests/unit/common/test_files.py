@@ -48,3 +48,19 @@ def test_a_failed_write_leaves_the_target_untouched(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_atomic(path, b"x")
     assert not path.parent.exists()
+
+
+def test_keep_mode_and_owner_carries_the_replaced_files_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "gnoicertd.toml"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    before = path.stat()
+    write_atomic(path, b"new", mode=PRIVATE_MODE, keep_mode_and_owner=True)
+    after = path.stat()
+    assert path.read_bytes() == b"new"
+    assert _mode(path) == 0o640
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert after.st_ino != before.st_ino  # replaced by rename, not rewritten in place
+    fresh = tmp_path / "new.toml"
+    write_atomic(fresh, b"x", mode=PRIVATE_MODE, keep_mode_and_owner=True)
+    assert _mode(fresh) == 0o600

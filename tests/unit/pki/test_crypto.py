@@ -364,6 +364,15 @@ class TestBuildCsr:
         with pytest.raises(InvalidCsrParameters):
             crypto.build_csr(keys.p256_a, subject)
 
+    def test_limits_count_utf8_bytes_not_characters(self, keys: Keys) -> None:
+        """Regression: 17 four-byte characters (68 bytes) raised a bare ValueError."""
+        with pytest.raises(InvalidCsrParameters, match=r"common_name is 68 bytes .*17 characters"):
+            crypto.build_csr(keys.p256_a, CsrSubject(common_name="\U0001f600" * 17))
+        with pytest.raises(InvalidCsrParameters, match="organization is 66 bytes"):
+            crypto.build_csr(keys.p256_a, CsrSubject(organization="é" * 33))
+        csr = parse_csr(crypto.build_csr(keys.p256_a, CsrSubject(common_name="\U0001f600" * 16)))
+        assert attribute(csr, NameOID.COMMON_NAME) == ["\U0001f600" * 16]
+
 
 # --- parsing --------------------------------------------------------------------------------
 
