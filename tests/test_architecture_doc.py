@@ -14,7 +14,7 @@ PACKAGE = ROOT / "src" / "gnoicert"
 DOC = ROOT / "docs" / "architecture.md"
 UNLISTED = frozenset({"proto"})  # generated code, described as a package only
 
-_HEADING = re.compile(r"^### `(\w+)`$")
+_HEADING = re.compile(r"^### `([\w/]+)`$")
 _ROW = re.compile(r"^\| `(\w+)` \|(.*)\|$")
 
 
