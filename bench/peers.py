@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.interop.labs import factory_lab, write
-from tests.interop.peers import PEERS, LOOPBACK, free_port, peer, start_gnxi_target
+from tests.interop.peers import LOOPBACK, PEERS, free_port, peer, start_gnxi_target
 from tests.support.cli import SERVER_ID, Lab, wait_until
 from tests.support.pki import TestCA, cert_pem, key_pem, rsa_key
 from tests.support.target import PASSWORDS
@@ -53,11 +53,13 @@ def rss_mib(pid: int) -> float:
 
 
 def floor_rss_mib() -> float:
-    code = MEMORY_FLOOR + "; import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.read()"
+    ready = "; import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.read()"
+    code = MEMORY_FLOOR + ready
     process = subprocess.Popen(
         [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout is not None
+    assert process.stdin is not None
     process.stdout.readline()
     try:
         return rss_mib(process.pid)
@@ -218,8 +220,9 @@ def main() -> int:
         ">= 1.0", "gnxi")  # fmt: skip
     row("Resident memory after the runs", after, floor, "MiB", "<= 1.25 of floor",
         "import floor")  # fmt: skip
-    print(f"|   (idle {idle:.0f} MiB; gnxi idle/after {gnxi_idle:.0f}/{gnxi_after:.0f} MiB) "
-          "| | | | |")
+    print(
+        f"|   (idle {idle:.0f} MiB; gnxi idle/after {gnxi_idle:.0f}/{gnxi_after:.0f} MiB) | | | | |"
+    )
     sys.stdout.flush()
     subprocess.run([sys.executable, str(BENCH / "cli.py"), "-n", "15"], check=True)
     if not args.skip_bundle:

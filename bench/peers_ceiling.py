@@ -21,7 +21,7 @@ class Ceiling(cert_pb2_grpc.CertificateManagementServicer):
     def __init__(self, response: cert_pb2.GetCertificatesResponse) -> None:
         self._response = response
 
-    async def GetCertificates(  # noqa: N802  (the generated name)
+    async def GetCertificates(  # the generated name
         self, request: cert_pb2.GetCertificatesRequest, context: grpc.aio.ServicerContext
     ) -> cert_pb2.GetCertificatesResponse:
         return self._response

@@ -489,7 +489,8 @@ def print_result(
 def _may_be_terminal() -> bool:
     """False only when rich would certainly not see a terminal: stdout is not a TTY and no
     variable forces one. A script's `gnoicert get` then prints TSV without loading rich."""
-    forced = any(os.environ.get(name) for name in ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE"))
+    variables = ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE")
+    forced = any(os.environ.get(name) for name in variables)
     return forced or sys.stdout.isatty()
 
 
