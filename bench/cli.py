@@ -1,11 +1,12 @@
-"""What an operator waits for: `gnoicert rotate` end to end over loopback, and `gnoicert time`.
+"""What an operator waits for: `gnoicert rotate`, `time` and `get` end to end over loopback.
 
 Starts gnoicertd (a subprocess, 127.0.0.1, temporary state directory), brings it to its usual
 working state with the gnoicert command itself (a local CA, `gnoi-server` installed from a
 target-generated CSR with the first CA bundle, served through local_certificate, mutual TLS),
 then runs the installed console script N times per command and prints the median wall time
 from process start to exit: interpreter start, imports, TLS, the RPCs and, for rotate, the
-target's RSA-2048 key generation, the signing and the validation step before Finalize.
+target's RSA-2048 key generation, the signing and the validation step before Finalize. `get`
+is compared with the import floor (python -c FLOOR, interleaved), goal <= 1.3 (issue 13).
 
 Run: .venv/bin/python bench/cli.py [-n 10]
 """
@@ -31,6 +32,7 @@ PASSWORD_ENV = "GNOICERT_BENCH_PASSWORD"
 SERVER_ID = "gnoi-server"
 GNOICERT = Path(sys.executable).with_name("gnoicert")
 GNOICERTD = Path(sys.executable).with_name("gnoicertd")
+FLOOR = "import grpc; from cryptography import x509"
 
 
 def write_config(directory: Path) -> Path:
@@ -160,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert all(c["status"] == "pass" for r in results for c in r["validation"])
             in_process = [r["elapsed_s"] for r in results]
             time_walls, _ = timed(["time", *mutual], workdir, args.runs)
+            get_walls, floor_walls = [], []
+            for _ in range(args.runs):  # interleaved: the machine's load hits both alike
+                get_walls += timed(["get", *mutual], workdir, 1)[0]
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-c", FLOOR], check=True)
+                floor_walls.append(time.perf_counter() - started)
             version_walls, _ = timed(["--version"], workdir, args.runs)
         finally:
             process.send_signal(signal.SIGTERM)
@@ -169,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary("  (workflow)", in_process) + "  <- RotateResult.elapsed_s, inside the process")
     print(summary("gnoicert time", time_walls))
     print(summary("gnoicert --version", version_walls) + "  <- interpreter start, no imports")
+    print(summary("gnoicert get", get_walls))
+    print(summary("import floor", floor_walls) + f"  <- python -c {FLOOR!r}")
+    ratio = statistics.median(get_walls) / statistics.median(floor_walls)
+    print(f"gnoicert get / import floor: {ratio:.2f} (goal <= 1.3)")
     return 0
 
 

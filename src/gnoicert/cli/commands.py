@@ -14,10 +14,9 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gnoicert.cli.output import make_console, print_result
-from gnoicert.client.ca import LocalCA, write_private_file, write_public_file
 from gnoicert.client.certinfo import load_csr, san_strings, subject_text
 from gnoicert.client.channel import ChannelOptions, read_pem_file
 from gnoicert.client.errors import InputError
@@ -37,10 +36,12 @@ from gnoicert.client.models import (
     RotateSpec,
     TargetTime,
 )
-from gnoicert.client.signer import ExternalCommandSigner, Signer
 from gnoicert.client.workflows import CertClient
 from gnoicert.pki.crypto import fingerprint, load_certificates, subject_fields
 from gnoicert.pki.errors import BadEncoding
+
+if TYPE_CHECKING:
+    from gnoicert.client.signer import Signer
 
 
 def read_password(args: argparse.Namespace) -> str | None:
@@ -92,6 +93,10 @@ def csr_params(args: argparse.Namespace) -> CsrParams:
 
 
 def make_signer(args: argparse.Namespace) -> Signer:
+    # Imported here: `get` and `time` never sign (the start-up budget, docs/decisions.md).
+    from gnoicert.client.ca import LocalCA
+    from gnoicert.client.signer import ExternalCommandSigner
+
     if args.ca_dir:
         return LocalCA.open(args.ca_dir, days=args.days)
     if args.sign_command:
@@ -235,6 +240,8 @@ async def _run_rpc(args: argparse.Namespace) -> Any:
 
 
 def cmd_ca_init(args: argparse.Namespace) -> CaInfo:
+    from gnoicert.client.ca import LocalCA
+
     ca = LocalCA.init(
         args.directory,
         intermediate=args.intermediate,
@@ -264,6 +271,8 @@ def _issued(certificate_pem: bytes, chain_pem: bytes, path: str | None) -> Issue
 
 
 def cmd_ca_sign(args: argparse.Namespace) -> IssuedCertificate:
+    from gnoicert.client.ca import LocalCA, write_public_file
+
     ca = LocalCA.open(args.directory, days=args.days)
     try:
         csr_pem = Path(args.csr_file).read_bytes()
@@ -280,6 +289,8 @@ def cmd_ca_sign(args: argparse.Namespace) -> IssuedCertificate:
 
 
 def cmd_ca_issue(args: argparse.Namespace) -> IssuedCertificate:
+    from gnoicert.client.ca import LocalCA, write_private_file, write_public_file
+
     ca = LocalCA.open(args.directory, days=args.days)
     key_pem, signed = ca.issue(
         args.common_name,

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -467,17 +468,29 @@ def print_result(
         )
         print(format_document(document, fmt))
         return
-    console = make_console()
-    plain = fmt == "tsv" or (fmt == AUTO and not console.is_terminal)
+    plain = fmt == "tsv" or (fmt == AUTO and not _may_be_terminal())
     if isinstance(result, CertificateListing) and plain:
         _listing_tsv(result, details=details)
-    elif fmt == "tsv":
+        return
+    if fmt == "tsv":
         header, rows = _tsv_rows(to_jsonable(result))
         _print_tsv(header, rows)
+        return
+    console = make_console()
+    if isinstance(result, CertificateListing) and fmt == AUTO and not console.is_terminal:
+        _listing_tsv(result, details=details)
     elif isinstance(result, CertificateListing):
         _listing(result, console, details=details)
     else:
         render(result, console)
+
+
+def _may_be_terminal() -> bool:
+    """False only when rich would certainly not see a terminal: stdout is not a TTY and no
+    variable forces one. A script's `gnoicert get` then prints TSV without loading rich."""
+    variables = ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE")
+    forced = any(os.environ.get(name) for name in variables)
+    return forced or sys.stdout.isatty()
 
 
 def _tsv_cell(value: Any) -> str:
