@@ -31,6 +31,7 @@ from gnoicert.daemon.load_validation import (
     prepare_load,
     stage_load,
 )
+from gnoicert.daemon.read_ahead import ReadAhead
 from gnoicert.daemon.runtime import Caller, Runtime
 from gnoicert.daemon.transaction import StreamTransaction
 from gnoicert.pki import crypto
@@ -173,13 +174,15 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     ) -> AsyncGenerator[_Response, None]:
         """One Install or Rotate stream: the message order of docs/behaviour.md §3.
 
-        Install commits at its load and ends at once; Rotate commits on reading Finalize.
+        Install commits at its load and ends at once; Rotate commits on reading Finalize. The
+        requests are read ahead (a read always posted, docs/behaviour.md §3).
         """
         caller = await self._admit_or_abort(context, _STREAM_RPCS[kind])
         stream = StreamTransaction(kind, self._runtime, caller, on_late_commit=self._on_change)
+        reader = ReadAhead(requests)
         try:
             while True:
-                request = await stream.next_request(requests)
+                request = await stream.next_request(reader)
                 if request is None:
                     raise errors.NotFinalized(_ENDED_EARLY[kind])
                 which = request.WhichOneof(_ONEOF[kind])
@@ -206,7 +209,16 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         except Exception as exc:
             stream.end(exc)
             await self._abort(context, caller, exc)
+        except (asyncio.CancelledError, GeneratorExit):
+            # A cancel, or grpcio dropping the handler while it wrote: a Finalize already on
+            # its way in still commits (docs/behaviour.md §3).
+            try:
+                await stream.salvage(reader)
+            except Exception:  # its commit failed: end() below rolls back and audits it
+                log.exception("%s: the commit of a Finalize read at the cancel failed", caller.rpc)
+            raise
         finally:
+            reader.close()
             stream.end(None)
 
     # -- unary ----------------------------------------------------------------------------------
