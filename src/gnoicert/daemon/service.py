@@ -12,12 +12,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from cryptography import x509
 
-from gnoicert.daemon import errors, policy
+from gnoicert.daemon import crash_points, errors, policy
 from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
 from gnoicert.daemon.load_validation import (
@@ -251,7 +252,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             cert_id = _required_id(request.certificate_id, "LoadCertificateRequest")
             store = self._runtime.store
 
-            async def stage(tx: Transaction) -> Callable[[], None]:
+            async def stage(tx: Transaction) -> list[Change]:
                 tx.lock(cert_id)
                 if request.ca_certificates:
                     tx.lock_bundle()  # before the checks that judge the bundle it replaces
@@ -279,17 +280,17 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     caller=caller,
                 )
                 stage_load(tx, prepared)
-                return lambda: self._audit(
-                    caller,
-                    Event.LOAD,
-                    Outcome.COMMITTED,
-                    cert_id=cert_id,
-                    old=old.fingerprint if old else "",
-                    new=prepared.fingerprint,
-                    detail="replaced" if old else "installed",
-                )
+                return [
+                    Change(
+                        Event.LOAD,
+                        cert_id,
+                        old=old.fingerprint if old else "",
+                        new=prepared.fingerprint,
+                        detail="replaced" if old else "installed",
+                    )
+                ]
 
-            await self._commit_change(context, stage)
+            await self._commit_change(context, caller, stage)
             return cert_pb2.LoadCertificateResponse()
 
         return await self._guarded(context, LOAD_CERTIFICATE, run)
@@ -305,25 +306,25 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 )
             bundle = await asyncio.to_thread(parse_bundle, request.ca_certificates)
 
-            async def stage(tx: Transaction) -> Callable[[], None]:
+            async def stage(tx: Transaction) -> list[Change]:
                 tx.lock_bundle()
+                view = self._runtime.store.view()
                 await asyncio.to_thread(
-                    check_lockout,
-                    bundle,
-                    runtime=self._runtime,
-                    view=self._runtime.store.view(),
-                    caller=caller,
+                    check_lockout, bundle, runtime=self._runtime, view=view, caller=caller
                 )
-                tx.replace_bundle(crypto.certificates_to_pem(bundle))
-                return lambda: self._audit(
-                    caller,
-                    Event.BUNDLE_LOAD,
-                    Outcome.COMMITTED,
-                    cert_id=crypto.CA_BUNDLE_ID,
-                    detail=f"{len(bundle)} CA certificates",
-                )
+                bundle_pem = crypto.certificates_to_pem(bundle)
+                tx.replace_bundle(bundle_pem)
+                return [
+                    Change(
+                        Event.BUNDLE_LOAD,
+                        crypto.CA_BUNDLE_ID,
+                        old=crypto.bundle_fingerprint(view.ca_bundle_pem),
+                        new=crypto.bundle_fingerprint(bundle_pem),
+                        detail=f"{len(bundle)} CA certificates",
+                    )
+                ]
 
-            await self._commit_change(context, stage)
+            await self._commit_change(context, caller, stage)
             return cert_pb2.LoadCertificateAuthorityBundleResponse()
 
         return await self._guarded(context, LOAD_CA_BUNDLE, run)
@@ -392,24 +393,22 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     ) -> cert_pb2.RevokeCertificatesResponse:
         """Each ID on its own: a refused one (locked, say) is reported, the others go ahead."""
         response = cert_pb2.RevokeCertificatesResponse()
-        outcomes: list[tuple[str, str]] = []  # (cert_id, old fingerprint) staged for removal
+        revoked: list[Change] = []
 
-        def committed() -> None:
-            for cert_id, old in outcomes:
-                self._audit(
-                    caller,
-                    Event.REVOKE,
-                    Outcome.COMMITTED,
-                    cert_id=cert_id,
-                    old=old,
-                    detail="removed" if old or cert_id == crypto.CA_BUNDLE_ID else "not present",
-                )
-
-        async def stage(tx: Transaction) -> Callable[[], None]:
+        async def stage(tx: Transaction) -> list[Change]:
             view = self._runtime.store.view()
             for cert_id in dict.fromkeys(cert_ids):  # each ID once, in request order
                 try:
-                    outcomes.append((cert_id, self._stage_revocation(tx, view, cert_id)))
+                    old = self._stage_revocation(tx, view, cert_id)
+                    removed = bool(old) or cert_id == crypto.CA_BUNDLE_ID
+                    revoked.append(
+                        Change(
+                            Event.REVOKE,
+                            cert_id,
+                            old=old,
+                            detail="removed" if removed else "not present",
+                        )
+                    )
                 except (pki.PkiError, errors.TargetError) as exc:
                     response.certificate_revocation_error.append(
                         cert_pb2.CertificateRevocationError(
@@ -424,10 +423,10 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                         reason=errors.reason_for(exc),
                         detail=str(exc),
                     )
-            return committed
+            return revoked
 
-        await self._commit_change(context, stage)
-        response.revoked_certificate_id.extend(cert_id for cert_id, _ in outcomes)
+        await self._commit_change(context, caller, stage)
+        response.revoked_certificate_id.extend(change.cert_id for change in revoked)
         return response
 
     def _stage_revocation(self, tx: Transaction, view: StoreView, cert_id: str) -> str:
@@ -436,7 +435,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             tx.lock_bundle()
             self._check_bundle_revocable(view)
             tx.replace_bundle(b"")
-            return ""
+            return crypto.bundle_fingerprint(view.ca_bundle_pem)
         tx.lock(cert_id)
         entity = view.entities.get(cert_id)
         if entity is None:
@@ -485,43 +484,77 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         await errors.abort_with(context, exc)
 
     async def _commit_change(
-        self, context: Context, stage: Callable[[Transaction], Awaitable[Callable[[], None]]]
+        self,
+        context: Context,
+        caller: Caller,
+        stage: Callable[[Transaction], Awaitable[list[Change]]],
     ) -> None:
         """One unary change: stage it on a new transaction, commit, then audit and follow up.
 
-        stage returns the audit to write once the change is durable. Any error before the
-        commit rolls everything back; nothing staged means nothing to commit.
+        stage returns the changes to audit. Their intent records go out before the commit, so a
+        crash between the commit and the outcome records leaves them open for the restart to
+        close (docs/behaviour.md §8). Any error before the commit rolls everything back;
+        nothing staged means nothing to commit.
         """
         tx = self._runtime.store.begin()
         commit: asyncio.Future[StoreView] | None = None
         try:
-            follow_up = await stage(tx)
+            changes = await stage(tx)
             if tx.has_changes:
+                self._record(caller, changes, Outcome.INTENT)
                 commit = _commit_in_thread(tx)
-                await self._await_commit(commit, follow_up)
+                await self._await_commit(commit, lambda ok: self._closed(caller, changes, ok))
         finally:
             if commit is None:
                 tx.rollback()
-        follow_up()
-        if commit is not None:
+        if commit is None:
+            self._record(caller, changes, Outcome.COMMITTED)  # nothing to change: done as asked
+        else:
             self._after_change(context)
 
     async def _await_commit(
-        self, commit: asyncio.Future[StoreView], follow_up: Callable[[], None]
+        self, commit: asyncio.Future[StoreView], close: Callable[[bool], None]
     ) -> None:
-        """Await a commit. If the RPC is cancelled meanwhile, the commit still lands (never half
-        done), and follow_up (its audit) and the listener change run when it does."""
+        """Await a commit, then close its intent records. If the RPC is cancelled meanwhile,
+        the commit still lands (never half done), and its records and the listener change
+        follow when it does."""
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
 
             def landed(done: asyncio.Future[StoreView]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    follow_up()
+                ok = not done.cancelled() and done.exception() is None
+                close(ok)
+                if ok:
                     self._on_change()  # the RPC has ended already
 
             commit.add_done_callback(landed)
             raise
+        except Exception:
+            close(False)
+            raise
+        close(True)
+
+    def _closed(self, caller: Caller, changes: list[Change], committed: bool) -> None:
+        if committed:
+            self._record(caller, changes, Outcome.COMMITTED)
+        else:  # the store rolled itself back
+            self._record(caller, changes, Outcome.ROLLED_BACK, reason="STORE_FAILURE")
+
+    def _record(
+        self, caller: Caller, changes: list[Change], outcome: Outcome, *, reason: str = ""
+    ) -> None:
+        for change in changes:
+            self._audit(
+                caller,
+                change.event,
+                outcome,
+                cert_id=change.cert_id,
+                old=change.old,
+                new=change.new,
+                reason=reason,
+                detail=change.detail if outcome is not Outcome.INTENT else "about to commit",
+            )
 
     def _after_change(self, context: Context) -> None:
         """Listener changes (mode switch) wait until the RPC that caused them has ended."""
@@ -583,7 +616,18 @@ def _busy(cert_id: str) -> str:
 
 def _commit_in_thread(tx: Transaction) -> asyncio.Future[StoreView]:
     """The commit runs to its end even if the RPC is cancelled meanwhile (never half done)."""
-    return asyncio.ensure_future(asyncio.to_thread(tx.commit))
+    return asyncio.ensure_future(asyncio.to_thread(crash_points.commit, tx))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One audited part of a unary change: an ID (or the bundle) and its fingerprints."""
+
+    event: Event
+    cert_id: str
+    old: str = ""
+    new: str = ""
+    detail: str = ""
 
 
 __all__ = ["CertificateService", "Gate", "SystemService", "check_exists"]

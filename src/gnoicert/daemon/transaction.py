@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from gnoicert.daemon import errors
+from gnoicert.daemon import crash_points, errors
 from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.load_validation import (
     Kind,
@@ -231,7 +231,11 @@ class StreamTransaction:
 
     async def _commit_now(self, *, detail: str = "") -> None:
         check_exists(self._runtime.store.committed_view(), self._cert_id, self._kind)
-        self._commit = asyncio.ensure_future(asyncio.to_thread(self._tx.commit))
+        if self._kind is Kind.INSTALL:
+            # A Rotate's "applied" record is its intent; an Install writes one now, so a crash
+            # before its outcome record still leaves a trace to close (docs/behaviour.md §8).
+            self._audit(Event.INSTALL, Outcome.INTENT, detail="about to commit")
+        self._commit = asyncio.ensure_future(asyncio.to_thread(crash_points.commit, self._tx))
         await asyncio.shield(self._commit)
         self._committed = True
         self._audit(_EVENTS[self._kind], Outcome.COMMITTED, detail=detail)
