@@ -88,7 +88,8 @@ async def finalize_then_cancel(
     assert reply.WhichOneof("rotate_response") == "load_certificate", reply
     await call.write(FINALIZE)
     call.cancel()
-    assert await call.code() is grpc.StatusCode.CANCELLED  # as the client sees it
+    # CANCELLED as the client sees it, or OK when the daemon ended the call first.
+    assert await call.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.OK)
 
 
 @dataclass
