@@ -7,6 +7,8 @@ from pathlib import Path
 
 from gnoicert.daemon.audit import read_records
 from tests.support.finalize_cancel import client_key_loads, provisioned_process, run_rounds
+from tests.support.flows import cert_stub, listed
+from tests.support.gnoi import SERVER_ID
 from tests.support.pki import TestCA
 
 ROUNDS = 300
@@ -19,6 +21,8 @@ async def test_every_finalize_then_cancel_commits(tmp_path: Path, ca: TestCA) ->
     loads = client_key_loads(ca, ROUNDS)
     async with provisioned_process(tmp_path, ca) as target:
         tally = await run_rounds(target.channel, target.metadata, target.audit_path, loads)
+        listing = await listed(cert_stub(target.channel))
     assert (tally.commits, tally.rollbacks) == (ROUNDS, 0)
+    assert listing[SERVER_ID] == loads[-1][1]  # the store agrees with the audit log
     rotations = [r for r in read_records(target.audit_path) if r["event"] == "rotate"]
     assert [r["outcome"] for r in rotations] == ["applied", "committed"] * ROUNDS

@@ -201,10 +201,15 @@ class StreamTransaction:
         previous, self._step = self._step, _Step.ENDED
         if previous is _Step.ENDED or self._committed:
             return
-        if self._commit is not None and not self._commit.done():
+        if self._commit is not None:
             # The commit runs on in its thread: it either lands (the client's Finalize was
-            # read) or the store rolls itself back. Either way nothing is left half done.
-            self._commit.add_done_callback(self._after_detached_commit)
+            # read) or the store rolls itself back. Either way nothing is left half done. It
+            # may also have finished already, the cancel coming before the handler resumed to
+            # record it: its outcome is still the commit's, never a rollback of its own.
+            if self._commit.done():
+                self._after_detached_commit(self._commit)
+            else:
+                self._commit.add_done_callback(self._after_detached_commit)
             return
         try:
             self._tx.rollback()

@@ -355,3 +355,30 @@ def test_csr_subject_fields_come_from_csr_params_by_name() -> None:
         setattr(params, name, f"{name}-value")
     assert subject_of(params) == crypto.CsrSubject(**{name: f"{name}-value" for name in names})
     assert subject_of(cert_pb2.CSRParams()) == crypto.CsrSubject()
+
+
+def test_a_cancel_after_the_commit_landed_but_before_the_handler_resumed_is_a_commit(
+    device: Device,
+) -> None:
+    """grpcio can cancel the handler between the end of the commit and the handler's resuming
+    (a client that cancels right after Finalize): the outcome recorded is the commit's."""
+
+    async def run() -> None:
+        stream = StreamTransaction(Kind.ROTATE, device.runtime, caller(Kind.ROTATE))
+        await stream.load(load_request(*_fresh_leaf()))
+        finalizing = asyncio.create_task(stream.finalize())
+        while stream._commit is None:  # the commit has started in its thread
+            await asyncio.sleep(0)
+        # Runs after the handler's own wake-up was scheduled and before the handler runs.
+        stream._commit.add_done_callback(lambda _: finalizing.cancel())
+        with pytest.raises(asyncio.CancelledError):
+            await finalizing
+        stream.end(None)
+
+    asyncio.run(run())
+    new = device.store.committed_view().entities[CERT_ID].fingerprint
+    rotations = [r for r in read_records(device.audit_path) if r["event"] == "rotate"]
+    assert [(r["outcome"], r["new_fingerprint"]) for r in rotations] == [
+        (Outcome.APPLIED, new),
+        (Outcome.COMMITTED, new),
+    ]
