@@ -48,10 +48,13 @@ class Event(enum.StrEnum):
 
 
 class Outcome(enum.StrEnum):
-    """How it ended; APPLIED is a Rotate in effect but not yet finalized (docs/behaviour.md §3)."""
+    """How it ended. APPLIED is a Rotate in effect but not yet finalized (docs/behaviour.md §3);
+    INTENT is any other change about to commit (§8). Each is closed by a later COMMITTED or
+    ROLLED_BACK record of the same change, written at restart if a crash came first."""
 
     OK = "ok"
     APPLIED = "applied"
+    INTENT = "intent"
     COMMITTED = "committed"
     ROLLED_BACK = "rolled_back"
     REFUSED = "refused"
@@ -206,36 +209,44 @@ class AuditLog(Closeable):
             self._file.close()
 
 
-def unfinished_rotations(path: Path, *, tail_bytes: int = 16 * 1024 * 1024) -> list[dict[str, Any]]:
-    """The last "rotate applied" record of each certificate ID with no outcome after it.
+def open_changes(path: Path, *, tail_bytes: int = 16 * 1024 * 1024) -> list[dict[str, Any]]:
+    """The changes the log opened and never closed, oldest first (docs/behaviour.md §8).
 
-    A Rotate applied but not finalized lives in memory only, so a crash rolls it back without a
-    word (docs/behaviour.md §3): the audit log is the one place that remembers it. Only the tail
-    of the file is read (a Rotate ends within its finalize deadline); a torn last line from the
-    crash is skipped.
+    A change opens with "applied" (a Rotate) or "intent" (every other change, just before its
+    commit) and closes with "committed" or "rolled_back" for the same certificate ID and the
+    same old and new fingerprints. A crash between the two leaves it open: the audit log is the
+    one place that remembers it. Only the tail of the file is read (a change closes within
+    seconds, a Rotate within its finalize deadline); a torn last line from the crash is skipped.
     """
     data = audit_file.read_tail(path, tail_bytes)  # the newest rotated file too
-    last: dict[str, dict[str, Any]] = {}
+    opened: dict[tuple[str, str, str], dict[str, Any]] = {}
     for line in data.splitlines():
-        if b'"rotate"' not in line and b'"rollback"' not in line and b'"commit"' not in line:
+        if not any(marker in line for marker in _MARKERS):
             continue  # cheap filter before parsing
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("event") in _ROTATE_OUTCOME_EVENTS:
-            cert_id = entry.get("certificate_id")
-            if isinstance(cert_id, str) and cert_id:
-                last[cert_id] = entry
-    return [
-        entry
-        for entry in last.values()
-        if entry.get("event") == Event.ROTATE and entry.get("outcome") == Outcome.APPLIED
-    ]
+        if not isinstance(entry, dict):
+            continue
+        cert_id = entry.get("certificate_id")
+        if not isinstance(cert_id, str) or not cert_id:
+            continue
+        change = (
+            cert_id,
+            str(entry.get("old_fingerprint") or ""),
+            str(entry.get("new_fingerprint") or ""),
+        )
+        if entry.get("outcome") in _OPENING:
+            opened[change] = entry
+        elif entry.get("outcome") in _CLOSING:
+            opened.pop(change, None)
+    return list(opened.values())
 
 
-# Records that end (or, for "applied", open) a Rotate of a certificate ID.
-_ROTATE_OUTCOME_EVENTS = frozenset({Event.ROTATE, Event.ROLLBACK, Event.COMMIT})
+_OPENING = frozenset({Outcome.APPLIED, Outcome.INTENT})
+_CLOSING = frozenset({Outcome.COMMITTED, Outcome.ROLLED_BACK})
+_MARKERS = tuple(f'"{outcome}"'.encode() for outcome in _OPENING | _CLOSING)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -12,13 +12,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from cryptography import x509
 
 from gnoicert.common.rpc import CertRpc, SystemRpc
-from gnoicert.daemon import errors, policy
+from gnoicert.daemon import crash_points, errors, policy
 from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
 from gnoicert.daemon.load_validation import (
@@ -32,6 +33,7 @@ from gnoicert.daemon.load_validation import (
     prepare_load,
     stage_load,
 )
+from gnoicert.daemon.read_ahead import ReadAhead
 from gnoicert.daemon.runtime import Caller, Runtime
 from gnoicert.daemon.transaction import StreamTransaction
 from gnoicert.pki import crypto
@@ -163,13 +165,15 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     ) -> AsyncGenerator[_Response, None]:
         """One Install or Rotate stream: the message order of docs/behaviour.md §3.
 
-        Install commits at its load and ends at once; Rotate commits on reading Finalize.
+        Install commits at its load and ends at once; Rotate commits on reading Finalize. The
+        requests are read ahead (a read always posted, docs/behaviour.md §3).
         """
         caller = await self._admit_or_abort(context, _STREAM_RPCS[kind])
         stream = StreamTransaction(kind, self._runtime, caller, on_late_commit=self._on_change)
+        reader = ReadAhead(requests)
         try:
             while True:
-                request = await stream.next_request(requests)
+                request = await stream.next_request(reader)
                 if request is None:
                     raise errors.NotFinalized(_ENDED_EARLY[kind])
                 which = request.WhichOneof(_ONEOF[kind])
@@ -196,7 +200,16 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         except Exception as exc:
             stream.end(exc)
             await self._abort(context, caller, exc)
+        except (asyncio.CancelledError, GeneratorExit):
+            # A cancel, or grpcio dropping the handler while it wrote: a Finalize already on
+            # its way in still commits (docs/behaviour.md §3).
+            try:
+                await stream.salvage(reader)
+            except Exception:  # its commit failed: end() below rolls back and audits it
+                log.exception("%s: the commit of a Finalize read at the cancel failed", caller.rpc)
+            raise
         finally:
+            reader.close()
             stream.end(None)
 
     # -- unary ----------------------------------------------------------------------------------
@@ -229,7 +242,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             cert_id = _required_id(request.certificate_id, "LoadCertificateRequest")
             store = self._runtime.store
 
-            async def stage(tx: Transaction) -> Callable[[], None]:
+            async def stage(tx: Transaction) -> list[Change]:
                 tx.lock(cert_id)
                 if request.ca_certificates:
                     tx.lock_bundle()  # before the checks that judge the bundle it replaces
@@ -257,17 +270,17 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     caller=caller,
                 )
                 stage_load(tx, prepared)
-                return lambda: self._audit(
-                    caller,
-                    Event.LOAD,
-                    Outcome.COMMITTED,
-                    cert_id=cert_id,
-                    old=old.fingerprint if old else "",
-                    new=prepared.fingerprint,
-                    detail="replaced" if old else "installed",
-                )
+                return [
+                    Change(
+                        Event.LOAD,
+                        cert_id,
+                        old=old.fingerprint if old else "",
+                        new=prepared.fingerprint,
+                        detail="replaced" if old else "installed",
+                    )
+                ]
 
-            await self._commit_change(context, stage)
+            await self._commit_change(context, caller, stage)
             return cert_pb2.LoadCertificateResponse()
 
         return await self._guarded(context, CertRpc.LOAD_CERTIFICATE.path, run)
@@ -283,25 +296,25 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                 )
             bundle = await asyncio.to_thread(parse_bundle, request.ca_certificates)
 
-            async def stage(tx: Transaction) -> Callable[[], None]:
+            async def stage(tx: Transaction) -> list[Change]:
                 tx.lock_bundle()
+                view = self._runtime.store.view()
                 await asyncio.to_thread(
-                    check_lockout,
-                    bundle,
-                    runtime=self._runtime,
-                    view=self._runtime.store.view(),
-                    caller=caller,
+                    check_lockout, bundle, runtime=self._runtime, view=view, caller=caller
                 )
-                tx.replace_bundle(crypto.certificates_to_pem(bundle))
-                return lambda: self._audit(
-                    caller,
-                    Event.BUNDLE_LOAD,
-                    Outcome.COMMITTED,
-                    cert_id=crypto.CA_BUNDLE_ID,
-                    detail=f"{len(bundle)} CA certificates",
-                )
+                bundle_pem = crypto.certificates_to_pem(bundle)
+                tx.replace_bundle(bundle_pem)
+                return [
+                    Change(
+                        Event.BUNDLE_LOAD,
+                        crypto.CA_BUNDLE_ID,
+                        old=crypto.bundle_fingerprint(view.ca_bundle_pem),
+                        new=crypto.bundle_fingerprint(bundle_pem),
+                        detail=f"{len(bundle)} CA certificates",
+                    )
+                ]
 
-            await self._commit_change(context, stage)
+            await self._commit_change(context, caller, stage)
             return cert_pb2.LoadCertificateAuthorityBundleResponse()
 
         return await self._guarded(context, CertRpc.LOAD_CERTIFICATE_AUTHORITY_BUNDLE.path, run)
@@ -370,24 +383,22 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     ) -> cert_pb2.RevokeCertificatesResponse:
         """Each ID on its own: a refused one (locked, say) is reported, the others go ahead."""
         response = cert_pb2.RevokeCertificatesResponse()
-        outcomes: list[tuple[str, str]] = []  # (cert_id, old fingerprint) staged for removal
+        revoked: list[Change] = []
 
-        def committed() -> None:
-            for cert_id, old in outcomes:
-                self._audit(
-                    caller,
-                    Event.REVOKE,
-                    Outcome.COMMITTED,
-                    cert_id=cert_id,
-                    old=old,
-                    detail="removed" if old or cert_id == crypto.CA_BUNDLE_ID else "not present",
-                )
-
-        async def stage(tx: Transaction) -> Callable[[], None]:
+        async def stage(tx: Transaction) -> list[Change]:
             view = self._runtime.store.view()
             for cert_id in dict.fromkeys(cert_ids):  # each ID once, in request order
                 try:
-                    outcomes.append((cert_id, self._stage_revocation(tx, view, cert_id)))
+                    old = self._stage_revocation(tx, view, cert_id)
+                    removed = bool(old) or cert_id == crypto.CA_BUNDLE_ID
+                    revoked.append(
+                        Change(
+                            Event.REVOKE,
+                            cert_id,
+                            old=old,
+                            detail="removed" if removed else "not present",
+                        )
+                    )
                 except (pki.PkiError, errors.TargetError) as exc:
                     response.certificate_revocation_error.append(
                         cert_pb2.CertificateRevocationError(
@@ -402,10 +413,10 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                         reason=errors.reason_for(exc),
                         detail=str(exc),
                     )
-            return committed
+            return revoked
 
-        await self._commit_change(context, stage)
-        response.revoked_certificate_id.extend(cert_id for cert_id, _ in outcomes)
+        await self._commit_change(context, caller, stage)
+        response.revoked_certificate_id.extend(change.cert_id for change in revoked)
         return response
 
     def _stage_revocation(self, tx: Transaction, view: StoreView, cert_id: str) -> str:
@@ -414,7 +425,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             tx.lock_bundle()
             self._check_bundle_revocable(view)
             tx.replace_bundle(b"")
-            return ""
+            return crypto.bundle_fingerprint(view.ca_bundle_pem)
         tx.lock(cert_id)
         entity = view.entities.get(cert_id)
         if entity is None:
@@ -463,43 +474,77 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         await errors.abort_with(context, exc)
 
     async def _commit_change(
-        self, context: Context, stage: Callable[[Transaction], Awaitable[Callable[[], None]]]
+        self,
+        context: Context,
+        caller: Caller,
+        stage: Callable[[Transaction], Awaitable[list[Change]]],
     ) -> None:
         """One unary change: stage it on a new transaction, commit, then audit and follow up.
 
-        stage returns the audit to write once the change is durable. Any error before the
-        commit rolls everything back; nothing staged means nothing to commit.
+        stage returns the changes to audit. Their intent records go out before the commit, so a
+        crash between the commit and the outcome records leaves them open for the restart to
+        close (docs/behaviour.md §8). Any error before the commit rolls everything back;
+        nothing staged means nothing to commit.
         """
         tx = self._runtime.store.begin()
         commit: asyncio.Future[StoreView] | None = None
         try:
-            follow_up = await stage(tx)
+            changes = await stage(tx)
             if tx.has_changes:
+                self._record(caller, changes, Outcome.INTENT)
                 commit = _commit_in_thread(tx)
-                await self._await_commit(commit, follow_up)
+                await self._await_commit(commit, lambda ok: self._closed(caller, changes, ok))
         finally:
             if commit is None:
                 tx.rollback()
-        follow_up()
-        if commit is not None:
+        if commit is None:
+            self._record(caller, changes, Outcome.COMMITTED)  # nothing to change: done as asked
+        else:
             self._after_change(context)
 
     async def _await_commit(
-        self, commit: asyncio.Future[StoreView], follow_up: Callable[[], None]
+        self, commit: asyncio.Future[StoreView], close: Callable[[bool], None]
     ) -> None:
-        """Await a commit. If the RPC is cancelled meanwhile, the commit still lands (never half
-        done), and follow_up (its audit) and the listener change run when it does."""
+        """Await a commit, then close its intent records. If the RPC is cancelled meanwhile,
+        the commit still lands (never half done), and its records and the listener change
+        follow when it does."""
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
 
             def landed(done: asyncio.Future[StoreView]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    follow_up()
+                ok = not done.cancelled() and done.exception() is None
+                close(ok)
+                if ok:
                     self._on_change()  # the RPC has ended already
 
             commit.add_done_callback(landed)
             raise
+        except Exception:
+            close(False)
+            raise
+        close(True)
+
+    def _closed(self, caller: Caller, changes: list[Change], committed: bool) -> None:
+        if committed:
+            self._record(caller, changes, Outcome.COMMITTED)
+        else:  # the store rolled itself back
+            self._record(caller, changes, Outcome.ROLLED_BACK, reason="STORE_FAILURE")
+
+    def _record(
+        self, caller: Caller, changes: list[Change], outcome: Outcome, *, reason: str = ""
+    ) -> None:
+        for change in changes:
+            self._audit(
+                caller,
+                change.event,
+                outcome,
+                cert_id=change.cert_id,
+                old=change.old,
+                new=change.new,
+                reason=reason,
+                detail=change.detail if outcome is not Outcome.INTENT else "about to commit",
+            )
 
     def _after_change(self, context: Context) -> None:
         """Listener changes (mode switch) wait until the RPC that caused them has ended."""
@@ -561,7 +606,18 @@ def _busy(cert_id: str) -> str:
 
 def _commit_in_thread(tx: Transaction) -> asyncio.Future[StoreView]:
     """The commit runs to its end even if the RPC is cancelled meanwhile (never half done)."""
-    return asyncio.ensure_future(asyncio.to_thread(tx.commit))
+    return asyncio.ensure_future(asyncio.to_thread(crash_points.commit, tx))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One audited part of a unary change: an ID (or the bundle) and its fingerprints."""
+
+    event: Event
+    cert_id: str
+    old: str = ""
+    new: str = ""
+    detail: str = ""
 
 
 __all__ = ["CertificateService", "Gate", "SystemService", "check_exists"]

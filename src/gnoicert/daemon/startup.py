@@ -1,5 +1,5 @@
 """What the daemon reads and repairs before it serves: the key secret, the external client CA,
-the factory certificate of a first start, and the audit outcome of Rotates a crash interrupted.
+the factory certificate of a first start, and the audit outcome of changes a crash interrupted.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ import ipaddress
 import logging
 import socket
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome, unfinished_rotations
+from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome, open_changes
 from gnoicert.daemon.config import Config, ConfigError
 from gnoicert.pki import crypto
-from gnoicert.pki.store import Store
+from gnoicert.pki.store import Store, StoreView
 
 log = logging.getLogger("gnoicertd")
 
@@ -109,39 +110,34 @@ def ensure_factory_certificate(store: Store, config: Config) -> None:
 
 
 def record_crash_outcomes(store: Store, audit: AuditLog) -> None:
-    """Close, in the audit log, the Rotates a crash interrupted between load and Finalize.
+    """Close, in the audit log, every change a crash left open (docs/behaviour.md §8).
 
-    The store already dropped their uncommitted change (applied changes live in memory only),
-    but the log's last word on them is "applied". Where the committed certificate is the new
-    one, the crash came after the commit and only its record was lost.
+    A Rotate between load and Finalize ("applied") lives in memory only, so the store has
+    already dropped it; any other change ("intent") may have committed just before the crash.
+    Either way the store says how it ended: the new state is there (committed, only its record
+    was lost) or it is not (rolled back).
     """
     if audit.path is None:
         return
-    committed = store.committed_view().entities
-    for applied in unfinished_rotations(audit.path):
-        cert_id = str(applied["certificate_id"])
-        entity = committed.get(cert_id)
-        new_fingerprint = str(applied.get("new_fingerprint") or "")
-        landed = (
-            entity is not None and bool(new_fingerprint) and (entity.fingerprint == new_fingerprint)
-        )
+    committed = store.committed_view()
+    for opened in open_changes(audit.path):
+        cert_id = str(opened["certificate_id"])
+        event = str(opened.get("event") or "change")
+        landed = _in_store(committed, opened)
         if landed:
-            log.warning("the Rotate of '%s' committed just before a crash", cert_id)
+            log.warning("the %s of '%s' committed just before a crash", event, cert_id)
         else:
-            log.warning(
-                "the Rotate of '%s' was not finalized when the daemon stopped; rolled back",
-                cert_id,
-            )
+            log.warning("the %s of '%s' was interrupted by a crash; rolled back", event, cert_id)
         audit.record(
             AuditRecord(
                 event=Event.COMMIT if landed else Event.ROLLBACK,
-                rpc=str(applied.get("rpc") or ""),
+                rpc=str(opened.get("rpc") or ""),
                 outcome=Outcome.COMMITTED if landed else Outcome.ROLLED_BACK,
-                peer=str(applied.get("peer") or ""),
-                identity=str(applied.get("identity") or ""),
+                peer=str(opened.get("peer") or ""),
+                identity=str(opened.get("identity") or ""),
                 certificate_id=cert_id,
-                old_fingerprint=str(applied.get("old_fingerprint") or ""),
-                new_fingerprint=new_fingerprint,
+                old_fingerprint=str(opened.get("old_fingerprint") or ""),
+                new_fingerprint=str(opened.get("new_fingerprint") or ""),
                 reason="" if landed else "CRASH",
                 detail=(
                     "found committed at restart after a crash"
@@ -150,3 +146,18 @@ def record_crash_outcomes(store: Store, audit: AuditLog) -> None:
                 ),
             )
         )
+
+
+def _in_store(view: StoreView, opened: dict[str, Any]) -> bool:
+    """Whether the committed store holds the state the opened change was making."""
+    cert_id = str(opened["certificate_id"])
+    new = str(opened.get("new_fingerprint") or "")
+    event = opened.get("event")
+    if event == Event.BUNDLE_LOAD:
+        return crypto.bundle_fingerprint(view.ca_bundle_pem) == new
+    if event == Event.REVOKE:
+        if cert_id == crypto.CA_BUNDLE_ID:
+            return not view.ca_bundle_pem.strip()
+        return cert_id not in view.entities
+    entity = view.entities.get(cert_id)  # install, load, rotate: the new certificate is there
+    return entity is not None and bool(new) and entity.fingerprint == new

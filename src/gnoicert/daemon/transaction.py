@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
-from gnoicert.daemon import errors
+from gnoicert.daemon import crash_points, errors
 from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.load_validation import (
     Kind,
@@ -25,6 +25,7 @@ from gnoicert.daemon.load_validation import (
     prepare_load,
     stage_load,
 )
+from gnoicert.daemon.read_ahead import ReadAhead
 from gnoicert.daemon.runtime import Caller, Runtime
 from gnoicert.pki import crypto
 from gnoicert.pki.store import StoreView
@@ -33,6 +34,9 @@ from gnoicert.proto import cert_pb2
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _EVENTS = {Kind.INSTALL: Event.INSTALL, Kind.ROTATE: Event.ROTATE}
+# How long a cancelled Rotate waits for its read in flight; grpcio ends that read at once, so
+# this only bounds a read that never ends.
+SETTLE_S = 2.0
 
 
 class _Step(enum.Enum):
@@ -69,7 +73,7 @@ class StreamTransaction:
         self._commit: asyncio.Future[StoreView] | None = None
         self._committed = False
 
-    async def next_request(self, requests: AsyncIterator[_T]) -> _T | None:
+    async def next_request(self, requests: ReadAhead[_T]) -> _T | None:
         """The next stream message, bounded by the deadline once the stream holds an ID.
 
         The finalize deadline runs from the message that claimed the ID to the load, and
@@ -77,11 +81,11 @@ class StreamTransaction:
         without closing its connection) cannot hold a certificate ID for longer.
         """
         if self._deadline is None:
-            request = await anext(requests, None)
+            request = await requests.next()
         else:
             remaining = self._deadline - asyncio.get_running_loop().time()
             try:
-                request = await asyncio.wait_for(anext(requests, None), timeout=max(remaining, 0.0))
+                request = await asyncio.wait_for(requests.next(), timeout=max(remaining, 0.0))
             except TimeoutError:
                 waited = self._runtime.grpc.finalize_timeout_s
                 if self._step is _Step.LOADED:
@@ -172,15 +176,40 @@ class StreamTransaction:
             raise errors.MalformedRequest("finalize_rotation must follow load_certificate")
         await self._commit_now()
 
+    async def salvage(self, requests: ReadAhead[cert_pb2.RotateCertificateRequest]) -> None:
+        """The handler is being cancelled: commit if the read in flight delivers Finalize.
+
+        A client that writes Finalize and cancels at once (docs/behaviour.md §9) can have its
+        cancel reach the handler before the Finalize that preceded it on the wire. Only a
+        Finalize read next, in order, after the load and within the finalize deadline commits;
+        everything else is left to end()'s rollback.
+        """
+        if self._kind is not Kind.ROTATE or self._step is not _Step.LOADED or self._commit:
+            return
+        assert self._deadline is not None  # set by the load
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return
+        request = await requests.settle(min(remaining, SETTLE_S))
+        if request is None or request.WhichOneof("rotate_request") != "finalize_rotation":
+            return
+        await self._commit_now(detail="finalize_rotation read as the stream was cancelled")
+        self._on_late_commit()  # the RPC is ending: its handler cannot follow up
+
     def end(self, error: BaseException | None) -> None:
         """Roll back unless committed (or committing); idempotent, synchronous, never raises."""
         previous, self._step = self._step, _Step.ENDED
         if previous is _Step.ENDED or self._committed:
             return
-        if self._commit is not None and not self._commit.done():
+        if self._commit is not None:
             # The commit runs on in its thread: it either lands (the client's Finalize was
-            # read) or the store rolls itself back. Either way nothing is left half done.
-            self._commit.add_done_callback(self._after_detached_commit)
+            # read) or the store rolls itself back. Either way nothing is left half done. It
+            # may also have finished already, the cancel coming before the handler resumed to
+            # record it: its outcome is still the commit's, never a rollback of its own.
+            if self._commit.done():
+                self._after_detached_commit(self._commit)
+            else:
+                self._commit.add_done_callback(self._after_detached_commit)
             return
         try:
             self._tx.rollback()
@@ -205,12 +234,16 @@ class StreamTransaction:
         existing = view.entities.get(cert_id)
         self._old_fingerprint = existing.fingerprint if existing is not None else ""
 
-    async def _commit_now(self) -> None:
+    async def _commit_now(self, *, detail: str = "") -> None:
         check_exists(self._runtime.store.committed_view(), self._cert_id, self._kind)
-        self._commit = asyncio.ensure_future(asyncio.to_thread(self._tx.commit))
+        if self._kind is Kind.INSTALL:
+            # A Rotate's "applied" record is its intent; an Install writes one now, so a crash
+            # before its outcome record still leaves a trace to close (docs/behaviour.md §8).
+            self._audit(Event.INSTALL, Outcome.INTENT, detail="about to commit")
+        self._commit = asyncio.ensure_future(asyncio.to_thread(crash_points.commit, self._tx))
         await asyncio.shield(self._commit)
         self._committed = True
-        self._audit(_EVENTS[self._kind], Outcome.COMMITTED)
+        self._audit(_EVENTS[self._kind], Outcome.COMMITTED, detail=detail)
 
     def _after_detached_commit(self, future: asyncio.Future[StoreView]) -> None:
         if future.cancelled() or future.exception() is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import ipaddress
 import re
 import unicodedata
@@ -361,6 +362,12 @@ def certificates_to_pem(certificates: Sequence[x509.Certificate]) -> bytes:
 def fingerprint(certificate: x509.Certificate) -> str:
     """SHA-256 of the DER encoding, lowercase hex without separators."""
     return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def bundle_fingerprint(bundle_pem: bytes) -> str:
+    """SHA-256 of a CA bundle as stored (its PEM bytes), hex; "" for no bundle. The audit log
+    names a bundle by it, so a restart can tell which bundle the store holds."""
+    return hashlib.sha256(bundle_pem).hexdigest() if bundle_pem.strip() else ""
 
 
 def check_key_matches(certificate: x509.Certificate, key: PrivateKey) -> None:

@@ -84,7 +84,9 @@ class TestRecord:
         events = set(Event)
         assert {"install", "rotate", "commit", "rollback", "refused", "auth_failed"} <= events
         assert len(events) == 14
-        assert {"ok", "applied", "committed", "rolled_back", "refused", "failed"} == set(Outcome)
+        assert {"ok", "applied", "intent", "committed", "rolled_back", "refused", "failed"} == set(
+            Outcome
+        )
 
     def test_known_strings_become_members(self) -> None:
         rec = sample(event="rotate", outcome="applied")

@@ -24,6 +24,7 @@ from gnoicert.daemon import errors
 from gnoicert.daemon.audit import AuditLog, Outcome, read_records
 from gnoicert.daemon.config import GrpcConfig
 from gnoicert.daemon.load_validation import Kind, subject_of
+from gnoicert.daemon.read_ahead import ReadAhead
 from gnoicert.daemon.runtime import Caller, Runtime
 from gnoicert.daemon.transaction import StreamTransaction
 from gnoicert.pki import crypto
@@ -125,7 +126,7 @@ class Ended:
 async def drive(kind: Kind, runtime: Runtime, messages: Sequence[Message]) -> Ended:
     """What the service does with a stream of these messages (service._serve_stream)."""
     stream = StreamTransaction(kind, runtime, caller(kind))
-    requests = as_stream(messages)
+    requests = ReadAhead(as_stream(messages))
     csr_pem = b""
     loaded = ""
     try:
@@ -154,6 +155,7 @@ async def drive(kind: Kind, runtime: Runtime, messages: Sequence[Message]) -> En
         stream.end(exc)
         return Ended(exc, loaded)
     finally:
+        requests.close()
         stream.end(None)
 
 
@@ -280,7 +282,7 @@ def test_finalize_deadline_rolls_back(tmp_path: Path) -> None:
 
     async def run(device: Device) -> BaseException:
         stream = StreamTransaction(Kind.ROTATE, device.runtime, caller(Kind.ROTATE))
-        requests = silent_after(load_request(*_fresh_leaf()))
+        requests = ReadAhead(silent_after(load_request(*_fresh_leaf())))
         try:
             first = await stream.next_request(requests)
             assert isinstance(first, cert_pb2.LoadCertificateRequest)
@@ -290,7 +292,7 @@ def test_finalize_deadline_rolls_back(tmp_path: Path) -> None:
             stream.end(exc)
             return exc
         finally:
-            await requests.aclose()
+            requests.close()
         raise AssertionError("no FinalizeTimeout")
 
     with open_device(tmp_path, rotate=True, finalize_timeout_s=0.2) as device:
@@ -353,3 +355,30 @@ def test_csr_subject_fields_come_from_csr_params_by_name() -> None:
         setattr(params, name, f"{name}-value")
     assert subject_of(params) == crypto.CsrSubject(**{name: f"{name}-value" for name in names})
     assert subject_of(cert_pb2.CSRParams()) == crypto.CsrSubject()
+
+
+def test_a_cancel_after_the_commit_landed_but_before_the_handler_resumed_is_a_commit(
+    device: Device,
+) -> None:
+    """grpcio can cancel the handler between the end of the commit and the handler's resuming
+    (a client that cancels right after Finalize): the outcome recorded is the commit's."""
+
+    async def run() -> None:
+        stream = StreamTransaction(Kind.ROTATE, device.runtime, caller(Kind.ROTATE))
+        await stream.load(load_request(*_fresh_leaf()))
+        finalizing = asyncio.create_task(stream.finalize())
+        while stream._commit is None:  # the commit has started in its thread
+            await asyncio.sleep(0)
+        # Runs after the handler's own wake-up was scheduled and before the handler runs.
+        stream._commit.add_done_callback(lambda _: finalizing.cancel())
+        with pytest.raises(asyncio.CancelledError):
+            await finalizing
+        stream.end(None)
+
+    asyncio.run(run())
+    new = device.store.committed_view().entities[CERT_ID].fingerprint
+    rotations = [r for r in read_records(device.audit_path) if r["event"] == "rotate"]
+    assert [(r["outcome"], r["new_fingerprint"]) for r in rotations] == [
+        (Outcome.APPLIED, new),
+        (Outcome.COMMITTED, new),
+    ]
