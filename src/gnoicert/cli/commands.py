@@ -92,6 +92,9 @@ def csr_params(args: argparse.Namespace) -> CsrParams:
 
 
 def make_signer(args: argparse.Namespace) -> Signer:
+    shared: Signer | None = getattr(args, "shared_signer", None)  # a fleet run's, made once
+    if shared is not None:
+        return shared
     if args.ca_dir:
         return LocalCA.open(args.ca_dir, days=args.days)
     if args.sign_command:
@@ -219,6 +222,11 @@ _RPC_COMMANDS: dict[str, Callable[[CertClient, argparse.Namespace], Awaitable[An
     "can-generate-csr": cmd_can_generate,
     "time": cmd_time,
 }
+
+
+async def run_for_target(client: CertClient, args: argparse.Namespace) -> Any:
+    """One RPC command on a connected client (a fleet run calls this per target)."""
+    return await _RPC_COMMANDS[args.command](client, args)
 
 
 async def _run_rpc(args: argparse.Namespace) -> Any:
