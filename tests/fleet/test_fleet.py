@@ -5,6 +5,7 @@ the expiry survey, report merge, and inventory errors."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -241,3 +242,28 @@ def test_inventory_errors_exit_2_with_every_line(tmp_path: Path) -> None:
         assert f"{inventory}:{line}: {key}" in run.stderr, run.stderr
     document = run_cli("--inventory", str(inventory), "--json", "get")
     assert document.json()["error"]["check"] == "invalid-inventory"
+
+
+def test_readme_fleet_section_runs_as_written(tmp_path: Path) -> None:
+    """The README's fleet block, run by bash as written (its lab in /tmp/gc-lab)."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    text = readme.read_text()
+    section = text[text.index("### A fleet") :]
+    script = section[section.index("```sh\n") + 6 : section.index("\n```", section.index("```sh"))]
+    env = cli_environment({"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    done = subprocess.run(
+        ["bash", "-e", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "10 targets" in done.stderr
+    assert "exit 4: certificates expire within 400 days" in done.stdout
+    summary = next(
+        json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"record"')
+    )
+    assert summary["counts"]["committed"] == 10
