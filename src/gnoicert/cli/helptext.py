@@ -82,7 +82,8 @@ COMMANDS: dict[str, CommandHelp] = {
         "target keeps the key; sign the CSR and load the certificate with `gnoicert load`.",
         (
             "gnoicert generate-csr web --cn r1.example.net --ip 192.0.2.1 --out web.csr",
-            "gnoicert --inventory fleet.yaml generate-csr web --cn '{name}.example.net' --out csrs/",
+            "gnoicert --inventory fleet.yaml generate-csr web --cn '{name}.example.net' "
+            "--out csrs/",
             "gnoicert ca sign ca web.csr --out web.pem && gnoicert load web web.pem",
         ),
     ),
