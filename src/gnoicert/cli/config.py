@@ -144,6 +144,7 @@ PASSWORD_KEYS = ("password_env", "password_file")
 def apply_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     """Fill every unset global option of `args` (None after parsing) from GNOICERT_*, then the
     config file and profile, then the built-in default. Raises ConfigError."""
+    normalise_targets(args)
     flags = {
         s.key: getattr(args, s.key) for s in SETTINGS if getattr(args, s.key, None) is not None
     }
@@ -160,6 +161,18 @@ def apply_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> None
     args.base_settings = _merged(layers[1:])
     if args.port is not None and args.target:
         args.target = _with_port(args.target, args.port)
+
+
+def normalise_targets(args: argparse.Namespace) -> None:
+    """-t values (repeatable, comma-separated) as `args.targets`; exactly one of them stays
+    `args.target`, as a single-target run has always had it."""
+    values = getattr(args, "target", None)
+    if values is None or isinstance(values, str):
+        args.targets = getattr(args, "targets", [values] if values else [])
+        return
+    targets = list(dict.fromkeys(p.strip() for v in values for p in v.split(",") if p.strip()))
+    args.targets = targets
+    args.target = targets[0] if len(targets) == 1 else None
 
 
 def _merged(layers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -792,7 +792,7 @@ def build_parser() -> ArgsFileParser:
         help="join fleet reports (shards, resumed runs) into one",
         description="Keep the last record of each target over the files given, in order, and "
         "write one summary of them.",
-        epilog="example:\n  gnoicert report merge shard-1.jsonl shard-2.jsonl --output all.jsonl",
+        epilog="examples:\n  gnoicert report merge shard-1.jsonl shard-2.jsonl --output all.jsonl",
         formatter_class=raw,
     )
     merge.add_argument("files", metavar="FILE", nargs="+", help="JSON Lines reports to merge")
@@ -897,12 +897,11 @@ def _discard_stdout() -> None:
 def _normalise(args: argparse.Namespace, parser: ArgsFileParser) -> None:
     """-t values as a list (repeatable, comma-separated); one of them stays `args.target` as
     before. CSR options given are kept apart (they override the inventory), then defaulted."""
-    values = getattr(args, "target", None) or []
-    targets = list(dict.fromkeys(p.strip() for v in values for p in v.split(",") if p.strip()))
-    args.targets = targets
-    args.target = targets[0] if len(targets) == 1 else None
-    args.fleet = bool(getattr(args, "inventory", None)) or len(targets) > 1
-    if hasattr(args, "key_size") and args.command != "can-generate-csr":
+    from gnoicert.cli.config import normalise_targets
+
+    normalise_targets(args)
+    args.fleet = bool(getattr(args, "inventory", None)) or len(args.targets) > 1
+    if hasattr(args, "country"):  # the commands with CSR options
         args.csr_flags = {
             k: getattr(args, k) for k in _CSR_DEFAULTS if getattr(args, k) is not None
         }
