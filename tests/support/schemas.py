@@ -17,7 +17,7 @@ from referencing.jsonschema import DRAFT202012
 
 from gnoicert.cli.documents import COMMANDS, schema_text
 
-SCHEMA_FILES = (*COMMANDS, "common", "error")
+SCHEMA_FILES = (*COMMANDS, "common", "error", "fleet")
 
 
 @functools.cache
@@ -44,6 +44,8 @@ def validate_document(document: Any) -> str:
     assert isinstance(document, dict), document
     command = document.get("command")
     name = "error" if command is None else str(command)
+    if "targets" in document and "summary" in document:  # a run over several targets
+        name = "fleet"
     assert name in SCHEMA_FILES, f"no schema for command {command!r}"
     errors = sorted(validator(name).iter_errors(document), key=lambda e: list(e.path))
     assert not errors, "\n".join(

@@ -93,6 +93,9 @@ def csr_params(args: argparse.Namespace) -> CsrParams:
 
 
 def make_signer(args: argparse.Namespace) -> Signer:
+    shared: Signer | None = getattr(args, "shared_signer", None)  # a fleet run's, made once
+    if shared is not None:
+        return shared
     # Imported here: `get` and `time` never sign (the start-up budget, docs/decisions.md).
     from gnoicert.client.ca import LocalCA
     from gnoicert.client.signer import ExternalCommandSigner
@@ -228,6 +231,11 @@ _RPC_COMMANDS: dict[str, Callable[[CertClient, argparse.Namespace], Awaitable[An
     "can-generate-csr": cmd_can_generate,
     "time": cmd_time,
 }
+
+
+async def run_for_target(client: CertClient, args: argparse.Namespace) -> Any:
+    """One RPC command on a connected client (a fleet run calls this per target)."""
+    return await _RPC_COMMANDS[args.command](client, args)
 
 
 async def _run_rpc(args: argparse.Namespace) -> Any:

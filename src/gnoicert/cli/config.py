@@ -144,6 +144,7 @@ PASSWORD_KEYS = ("password_env", "password_file")
 def apply_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     """Fill every unset global option of `args` (None after parsing) from GNOICERT_*, then the
     config file and profile, then the built-in default. Raises ConfigError."""
+    normalise_targets(args)
     flags = {
         s.key: getattr(args, s.key) for s in SETTINGS if getattr(args, s.key, None) is not None
     }
@@ -152,17 +153,38 @@ def apply_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> None
     from gnoicert.cli.configfile import file_layers
 
     layers = [flags, _environment(environ), *file_layers(config_path, profile, environ)]
-    resolved: dict[str, Any] = {}
+    resolved = _merged(layers)
+    for setting in SETTINGS:
+        setattr(args, setting.key, resolved.get(setting.key, setting.default))
+    # The fleet layers these separately: flags over the inventory over GNOICERT_* and the file.
+    args.flag_settings = flags
+    args.base_settings = _merged(layers[1:])
+    if args.port is not None and args.target:
+        args.target = _with_port(args.target, args.port)
+
+
+def normalise_targets(args: argparse.Namespace) -> None:
+    """-t values (repeatable, comma-separated) as `args.targets`; exactly one of them stays
+    `args.target`, as a single-target run has always had it."""
+    values = getattr(args, "target", None)
+    if values is None or isinstance(values, str):
+        args.targets = getattr(args, "targets", [values] if values else [])
+        return
+    targets = list(dict.fromkeys(p.strip() for v in values for p in v.split(",") if p.strip()))
+    args.targets = targets
+    args.target = targets[0] if len(targets) == 1 else None
+
+
+def _merged(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Layers, highest first, as one (a password source in a higher layer hides both keys)."""
+    merged: dict[str, Any] = {}
     password_chosen = False
     for layer in layers:
         for key, value in layer.items():
             if not (password_chosen and key in PASSWORD_KEYS):
-                resolved.setdefault(key, value)
+                merged.setdefault(key, value)
         password_chosen = password_chosen or any(key in layer for key in PASSWORD_KEYS)
-    for setting in SETTINGS:
-        setattr(args, setting.key, resolved.get(setting.key, setting.default))
-    if args.port is not None and args.target:
-        args.target = _with_port(args.target, args.port)
+    return merged
 
 
 def _with_port(target: str, port: int) -> str:

@@ -51,6 +51,9 @@ COMMANDS: dict[str, CommandHelp] = {
         (
             "gnoicert rotate gnoi-server --ca-dir ca --cn r1.example.net --ip 192.0.2.1",
             "gnoicert rotate client-auth --ca-dir ca --cn r1 --no-tls-check",
+            "gnoicert --inventory fleet.yaml --canary 2 --batch-size 10% --max-failures 3 "
+            "--report run.jsonl rotate --ca-dir ca",
+            "gnoicert --inventory fleet.yaml --resume run.jsonl rotate --ca-dir ca",
         ),
     ),
     "revoke": CommandHelp(
@@ -70,6 +73,7 @@ COMMANDS: dict[str, CommandHelp] = {
             "gnoicert get",
             "gnoicert get --details",
             "gnoicert get --expiring-within 30 --save expiring/",
+            "gnoicert --inventory fleet.yaml --limit core get --expiring-within 30",
         ),
     ),
     "generate-csr": CommandHelp(
@@ -78,6 +82,8 @@ COMMANDS: dict[str, CommandHelp] = {
         "target keeps the key; sign the CSR and load the certificate with `gnoicert load`.",
         (
             "gnoicert generate-csr web --cn r1.example.net --ip 192.0.2.1 --out web.csr",
+            "gnoicert --inventory fleet.yaml generate-csr web --cn '{name}.example.net' "
+            "--out csrs/",
             "gnoicert ca sign ca web.csr --out web.pem && gnoicert load web web.pem",
         ),
     ),
@@ -158,6 +164,12 @@ COMMANDS: dict[str, CommandHelp] = {
             "gnoicert lab --devices 20 --workdir /tmp/lab",
             "gnoicert lab --devices 5 --workdir /tmp/factory-lab --factory",
         ),
+    ),
+    "report": CommandHelp(
+        "work with fleet reports (--report FILE): merge shards and resumed runs",
+        "Fleet reports are JSON Lines, one record per target and a summary (see the operator\n"
+        "guide, Fleet). `report merge` keeps the last record of each target.",
+        ("gnoicert report merge shard-1.jsonl shard-2.jsonl --output all.jsonl",),
     ),
     "completion": CommandHelp(
         "print a shell completion script (bash, zsh, fish or tcsh)",

@@ -16,7 +16,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gnoicert import __version__
@@ -40,6 +40,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_VALIDATION = 3
 EXIT_EXPIRING = 4
+EXIT_STOPPED = 5
 EXIT_INTERRUPTED = 130
 
 _ARGS_FILE_ERROR = "cannot read args file"
@@ -154,8 +155,13 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         "-t",
         "--target",
         metavar="HOST[:PORT]",
+        action="append",
         default=default(None),
-        help=shown(f"the target to dial (port {DEFAULT_PORT}, or --port, when omitted)"),
+        help=shown(
+            f"the target to dial (port {DEFAULT_PORT}, or --port, when omitted); repeatable and "
+            "comma-separated for several (-t r1,r2 -t 10.0.0.3); with --inventory, a name there "
+            "selects that target"
+        ),
     )
     group.add_argument(
         "--port",
@@ -226,6 +232,7 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         default=default(None),
         help=shown("plaintext gRPC, no TLS (only for targets serving plaintext)"),
     )
+    _fleet_options(parser, default=default, shown=shown, suppress=suppress)
     settings = parser.add_argument_group("configuration") if not suppress else parser
     settings.add_argument(
         "--config",
@@ -266,6 +273,126 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
 
 
+def _fleet_options(
+    parser: argparse.ArgumentParser,
+    *,
+    default: Callable[[Any], Any],
+    shown: Callable[[str], str],
+    suppress: bool,
+) -> None:
+    """Many targets at once (docs/operator-guide.md, "Fleet"): selection, rollout, report."""
+    from gnoicert.client.fleet.rollout import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S
+
+    group = parser.add_argument_group("fleet") if not suppress else parser
+    group.add_argument(
+        "--inventory",
+        metavar="FILE",
+        default=default(None),
+        help=shown("act on the targets of this YAML inventory (all, or those -t/--limit select)"),
+    )
+    group.add_argument(
+        "--limit",
+        metavar="PATTERN",
+        action="append",
+        default=default(None),
+        help=shown("keep targets whose name or a group matches this glob (repeatable, commas)"),
+    )
+    group.add_argument(
+        "--shard",
+        metavar="I/N",
+        default=default(None),
+        help=shown("act on shard I of N of the selected targets (a stable split by name)"),
+    )
+    group.add_argument(
+        "--concurrency",
+        metavar="N",
+        type=_positive_int,
+        default=default(None),
+        help=shown(f"targets in flight at once (default {DEFAULT_CONCURRENCY})"),
+    )
+    group.add_argument(
+        "--target-timeout",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=default(None),
+        help=shown(f"time allowed to one target (default {DEFAULT_TARGET_TIMEOUT_S:g})"),
+    )
+    group.add_argument(
+        "--canary",
+        metavar="N",
+        type=_non_negative_int,
+        default=default(None),
+        help=shown("run the first N targets alone; the rest only if every one succeeded"),
+    )
+    group.add_argument(
+        "--batch-size",
+        metavar="N|P%",
+        type=_size,
+        default=default(None),
+        help=shown("after the canary, start the rest in batches of N targets (or P%% of them)"),
+    )
+    group.add_argument(
+        "--max-failures",
+        metavar="N|P%",
+        type=_size_or_zero,
+        default=default(None),
+        help=shown(
+            "stop starting targets once more than N (or P%%) have failed; those in flight end "
+            "on their own (default: no limit)"
+        ),
+    )
+    group.add_argument(
+        "--pause",
+        metavar="SECONDS",
+        type=_non_negative_float,
+        default=default(None),
+        help=shown("wait this long between batches (default 0)"),
+    )
+    group.add_argument(
+        "--report",
+        metavar="FILE",
+        default=default(None),
+        help=shown("append one JSON line per target as it ends, then a summary line"),
+    )
+    group.add_argument(
+        "--resume",
+        metavar="FILE",
+        default=default(None),
+        help=shown(
+            "skip the targets whose last record in this report is committed (or ok); the "
+            "report is appended to unless --report names another file"
+        ),
+    )
+
+
+def _size(text: str) -> Any:
+    from gnoicert.client.fleet.rollout import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size_or_zero(text: str) -> Any:
+    from gnoicert.client.fleet.rollout import parse_size
+
+    try:
+        return parse_size(text, allow_zero=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -302,39 +429,43 @@ def _csr_options(parser: argparse.ArgumentParser) -> None:
         "--common-name",
         "--cn",
         dest="common_name",
-        default="",
+        default=None,
         metavar="CN",
         help="subject common name (also a DNS SAN when it is a name)",
     )
-    group.add_argument("--country", default="", metavar="CC", help="two-letter country code")
-    group.add_argument("--state", default="", help="subject state or province")
-    group.add_argument("--city", default="", help="subject locality")
+    group.add_argument("--country", default=None, metavar="CC", help="two-letter country code")
+    group.add_argument("--state", default=None, help="subject state or province")
+    group.add_argument("--city", default=None, help="subject locality")
     group.add_argument(
-        "--organization", "--org", dest="organization", default="", help="subject organization"
+        "--organization", "--org", dest="organization", default=None, help="subject organization"
     )
     group.add_argument(
         "--organizational-unit",
         "--ou",
         dest="organizational_unit",
-        default="",
+        default=None,
         help="subject organizational unit",
     )
     group.add_argument(
-        "--ip-address", "--ip", dest="ip_address", default="", help="IP address (becomes an IP SAN)"
+        "--ip-address",
+        "--ip",
+        dest="ip_address",
+        default=None,
+        help="IP address (becomes an IP SAN)",
     )
     group.add_argument(
-        "--email-id", "--email", dest="email_id", default="", help="e-mail address of the subject"
+        "--email-id", "--email", dest="email_id", default=None, help="e-mail address of the subject"
     )
     group.add_argument(
         "--key-type",
         choices=("rsa", "ecdsa"),
-        default="rsa",
-        help="ecdsa (P-256) keys are always made by this client",
+        default=None,
+        help="rsa (default) or ecdsa; ecdsa (P-256) keys are always made by this client",
     )
     group.add_argument(
         "--key-size",
         type=_positive_int,
-        default=DEFAULT_RSA_KEY_SIZE,
+        default=None,
         help=f"RSA key size (the minimum asked of the target); default {DEFAULT_RSA_KEY_SIZE}",
     )
 
@@ -394,17 +525,37 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_USAGE, "usage error: bad options, input files, config file or GNOICERT_* value"),
     (EXIT_VALIDATION, "the certificate failed validation; nothing was committed"),
     (EXIT_EXPIRING, "get --expiring-within found certificates expiring within DAYS"),
+    (EXIT_STOPPED, "fleet: the canary or --max-failures ended the run early"),
     (EXIT_INTERRUPTED, "interrupted"),
 )
+FLEET_EXIT_NOTE = (
+    "over several targets: 0 every target succeeded, 1 at least one failed, 3 every failure\n"
+    "was a validation or preflight failure; when several apply: 2, 130, 5, 1, 3, 4, 0."
+)
 COMPLETION_SHELLS = ("bash", "zsh", "fish", "tcsh")
+_ID_NOTE = " (may be left out when the inventory gives certificate_id)"
+_CSR_DEFAULTS: dict[str, Any] = {
+    "common_name": "",
+    "country": "",
+    "state": "",
+    "city": "",
+    "organization": "",
+    "organizational_unit": "",
+    "ip_address": "",
+    "email_id": "",
+    "key_type": "rsa",
+    "key_size": DEFAULT_RSA_KEY_SIZE,
+}
+_ID_COMMANDS = ("install", "rotate", "generate-csr")
 
 
 def _main_epilog() -> str:
     from gnoicert.cli.config import help_epilog
 
     codes = "\n".join(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES)
+    note = "\n".join(f"  {line}" for line in FLEET_EXIT_NOTE.splitlines())
     return (
-        f"exit codes:\n{codes}\n\n{help_epilog()}\n\n"
+        f"exit codes:\n{codes}\n{note}\n\n{help_epilog()}\n\n"
         "Options can be read from files: gnoicert @args.txt (one or more per line).\n"
         "Every command has examples: gnoicert COMMAND --help."
     )
@@ -443,7 +594,9 @@ def build_parser() -> ArgsFileParser:
         return described(commands, name, name, connects=connects)
 
     install = command("install")
-    install.add_argument("certificate_id", metavar="ID", help="the new certificate's ID")
+    install.add_argument(
+        "certificate_id", metavar="ID", nargs="?", help="the new certificate's ID" + _ID_NOTE
+    )
     _workflow_options(install)
     install.add_argument(
         "--require-san",
@@ -453,7 +606,12 @@ def build_parser() -> ArgsFileParser:
     )
 
     rotate = command("rotate")
-    rotate.add_argument("certificate_id", metavar="ID", help="the ID whose certificate to replace")
+    rotate.add_argument(
+        "certificate_id",
+        metavar="ID",
+        nargs="?",
+        help="the ID whose certificate to replace" + _ID_NOTE,
+    )
     _workflow_options(rotate)
     rotate.add_argument(
         "--no-tls-check",
@@ -478,7 +636,11 @@ def build_parser() -> ArgsFileParser:
 
     get = command("get")
     get.add_argument("--details", action="store_true", help="every field of every certificate")
-    get.add_argument("--save", metavar="DIR", help="write each certificate to DIR/ID.pem")
+    get.add_argument(
+        "--save",
+        metavar="DIR",
+        help="write each certificate to DIR/ID.pem (over several targets: DIR/NAME/ID.pem)",
+    )
     get.add_argument(
         "--expiring-within",
         metavar="DAYS",
@@ -487,9 +649,19 @@ def build_parser() -> ArgsFileParser:
     )
 
     csr = command("generate-csr")
-    csr.add_argument("certificate_id", metavar="ID", help="the ID the target keeps the key under")
+    csr.add_argument(
+        "certificate_id",
+        metavar="ID",
+        nargs="?",
+        help="the ID the target keeps the key under" + _ID_NOTE,
+    )
     _csr_options(csr)
-    csr.add_argument("--out", metavar="FILE", help="write the CSR here instead of stdout")
+    csr.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the CSR here instead of stdout (over several targets: a directory, one "
+        "NAME.csr per target)",
+    )
 
     load = command("load")
     load.add_argument("certificate_id", metavar="ID", help="the ID to load the certificate under")
@@ -611,6 +783,26 @@ def build_parser() -> ArgsFileParser:
         "--factory", action="store_true", help="leave the devices in their factory state"
     )
 
+    report = command("report", connects=False)
+    report_commands = report.add_subparsers(
+        dest="report_command", metavar="REPORT_COMMAND", required=True
+    )
+    merge = report_commands.add_parser(
+        "merge",
+        help="join fleet reports (shards, resumed runs) into one",
+        description="Keep the last record of each target over the files given, in order, and "
+        "write one summary of them.",
+        epilog="examples:\n  gnoicert report merge shard-1.jsonl shard-2.jsonl --output all.jsonl",
+        formatter_class=raw,
+    )
+    merge.add_argument("files", metavar="FILE", nargs="+", help="JSON Lines reports to merge")
+    merge.add_argument(
+        "--output",
+        dest="merge_output",
+        metavar="FILE",
+        help="write the merged report here (default: stdout)",
+    )
+
     completion = command("completion", connects=False)
     completion.add_argument(
         "shell", metavar="SHELL", choices=COMPLETION_SHELLS, help=f"one of {COMPLETION_SHELLS}"
@@ -702,6 +894,52 @@ def _discard_stdout() -> None:
     os.close(devnull)
 
 
+def _normalise(args: argparse.Namespace, parser: ArgsFileParser) -> None:
+    """-t values as a list (repeatable, comma-separated); one of them stays `args.target` as
+    before. CSR options given are kept apart (they override the inventory), then defaulted."""
+    from gnoicert.cli.config import normalise_targets
+
+    normalise_targets(args)
+    args.fleet = bool(getattr(args, "inventory", None)) or len(args.targets) > 1
+    if hasattr(args, "country"):  # the commands with CSR options
+        args.csr_flags = {
+            k: getattr(args, k) for k in _CSR_DEFAULTS if getattr(args, k) is not None
+        }
+        for key, value in _CSR_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    if args.command in _ID_COMMANDS and not args.certificate_id and not args.inventory:
+        raise UsageError(
+            "the following arguments are required: ID",
+            usage=parser.format_usage(),
+            prog=f"{parser.prog} {args.command}",
+        )
+
+
+def _merge_reports(args: argparse.Namespace, fmt: str) -> int:
+    """`gnoicert report merge FILE... [--output FILE]`."""
+    import tempfile
+
+    from gnoicert.client.fleet.report import ReportError, merge, write_report
+
+    try:
+        records, summary = merge(args.files)
+        if args.merge_output:
+            write_report(args.merge_output, records, summary)
+        else:
+            with tempfile.TemporaryDirectory() as scratch:
+                path = os.path.join(scratch, "merged.jsonl")
+                write_report(path, records, summary)
+                with open(path, encoding="utf-8") as merged:
+                    sys.stdout.write(merged.read())
+    except ReportError as exc:
+        return _report_error(exc, fmt=fmt, args=args)
+    if args.merge_output:
+        counts = ", ".join(f"{n} {name}" for name, n in summary.counts.items() if n)
+        print(f"{args.merge_output}: {summary.total} targets: {counts or 'none'}", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gnoicert` console script; returns the exit code."""
     parser = build_parser()
@@ -720,6 +958,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             fmt = "auto"
         return _report_usage(usage, fmt=fmt)
+    try:
+        _normalise(args, parser)
+    except UsageError as exc:
+        return _report_usage(exc, fmt=fmt)
+    if args.command == "report":
+        return _merge_reports(args, fmt)
     if args.command == "completion":  # needs no settings: a broken config file cannot block it
         from gnoicert.cli.completion import print_script
 
@@ -740,10 +984,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gnoicert.lab import run_lab
 
             return run_lab(args.devices, args.workdir, factory=args.factory, verbose=args.verbose)
-        from gnoicert.cli.commands import run_command
         from gnoicert.cli.precheck import check_arguments
 
         check_arguments(args)  # before any dialling: a typo costs no round trip
+        if args.fleet:
+            from gnoicert.cli.fleet import run_fleet
+
+            return run_fleet(args, fmt)
+        from gnoicert.cli.commands import run_command
+
         return run_command(args, fmt)
     except BrokenPipeError:
         _discard_stdout()
