@@ -235,14 +235,14 @@ class TestErrorDocuments:
         from_file = expect(run_cli(f"@{args_file}", "time", "--bogus"), 2).json()
         from_env = expect(run_cli("time", "--bogus", env={"GNOICERT_OUTPUT": "json"}), 2).json()
         assert from_file == from_env
-        assert from_file["error"]["message"] == "unrecognized arguments: --bogus"
+        assert from_file["error"]["message"] == "unknown option --bogus"
         as_yaml = yaml.safe_load(expect(run_cli("time", "--bogus", "-o", "yaml"), 2).stdout)
         assert as_yaml == from_file
 
     def test_without_json_a_usage_error_prints_nothing_on_stdout(self) -> None:
         run = expect(run_cli("time", "--bogus"), 2)
         assert run.stdout == ""
-        assert "gnoicert: error: unrecognized arguments: --bogus" in run.stderr
+        assert "gnoicert: error: unknown option --bogus" in run.stderr
 
     def test_rpc_and_input_errors(self, lab: Lab, factory: tuple[str, ...]) -> None:
         refused = expect(run_cli("revoke", "x", *lab.connection(lab.factory_pem, user="reader"),
