@@ -189,6 +189,7 @@ class TargetProcess:
     directory: Path
     config_path: Path
     address: str
+    metrics_address: str = ""  # with [metrics]: host:port of /metrics
 
     @property
     def audit_path(self) -> Path:
@@ -242,4 +243,6 @@ def spawn_target(
             process.kill()
             raise AssertionError("gnoicertd did not become ready")
         time.sleep(0.01)
-    return TargetProcess(process, directory, config_path, ready.read_text().strip())
+    lines = ready.read_text().splitlines()
+    metrics = next((line.split(" ", 1)[1] for line in lines if line.startswith("metrics ")), "")
+    return TargetProcess(process, directory, config_path, lines[0], metrics)
