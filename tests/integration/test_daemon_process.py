@@ -435,6 +435,7 @@ def test_example_configuration_is_valid_and_documents_every_key() -> None:
         + config_module._GRPC_KEYS
         + config_module._MUTUAL_KEYS
         + config_module._USER_KEYS
+        + config_module._METRICS_KEYS
     )
     for key in keys:
         # A key line, or a table header ([grpc], [[users]], [grpc.mutual_authentication]).

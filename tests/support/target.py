@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,7 +209,11 @@ class TargetProcess:
 
 
 def spawn_target(
-    config_path: Path, *, timeout: float = 30.0, extra: Sequence[str] = ()
+    config_path: Path,
+    *,
+    timeout: float = 30.0,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> TargetProcess:
     directory = config_path.parent
     ready = directory / "ready"
@@ -229,7 +233,7 @@ def spawn_target(
         ],
         stdout=log,
         stderr=log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     log.close()  # the child has its own descriptor
     deadline = time.monotonic() + timeout

@@ -184,11 +184,12 @@ class AuditLog:
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
         for observer in self._observers:
             observer(rec)
+        # The fields ride along for the JSON log format (log_setup.py).
+        fields = {AUDIT_FIELDS: entry}
         if rec.outcome is Outcome.REFUSED:
-            self._refusal_lines.refused(_human(entry), rec.reason)
+            self._refusal_lines.refused(_human(entry), rec.reason, fields)
         else:
-            # The fields ride along for the JSON log format (log_setup.py).
-            logger.info("%s", _human(entry), extra={AUDIT_FIELDS: entry})
+            logger.info("%s", _human(entry), extra=fields)
         if self._file is None:
             return
         with self._lock:
