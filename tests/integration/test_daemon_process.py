@@ -459,6 +459,9 @@ def test_systemd_unit_runs_serve_and_reloads_with_sighup() -> None:
     assert service["KillSignal"] == "SIGTERM"
     assert service["RestartPreventExitStatus"] == "2"  # configuration errors exit 2
     assert service["StateDirectoryMode"] == "0700"
+    # Readiness and the watchdog come from the daemon's sd_notify (daemon/systemd.py).
+    assert (service["Type"], service["NotifyAccess"]) == ("notify", "main")
+    assert int(service["WatchdogSec"]) > 0
 
 
 def test_config_check_reports_every_fault_at_once(tmp_path: Path) -> None:
