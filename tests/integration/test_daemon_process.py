@@ -435,6 +435,7 @@ def test_example_configuration_is_valid_and_documents_every_key() -> None:
         + config_module._GRPC_KEYS
         + config_module._MUTUAL_KEYS
         + config_module._USER_KEYS
+        + config_module._METRICS_KEYS
     )
     for key in keys:
         # A key line, or a table header ([grpc], [[users]], [grpc.mutual_authentication]).
@@ -458,6 +459,9 @@ def test_systemd_unit_runs_serve_and_reloads_with_sighup() -> None:
     assert service["KillSignal"] == "SIGTERM"
     assert service["RestartPreventExitStatus"] == "2"  # configuration errors exit 2
     assert service["StateDirectoryMode"] == "0700"
+    # Readiness and the watchdog come from the daemon's sd_notify (daemon/systemd.py).
+    assert (service["Type"], service["NotifyAccess"]) == ("notify", "main")
+    assert int(service["WatchdogSec"]) > 0
 
 
 def test_config_check_reports_every_fault_at_once(tmp_path: Path) -> None:

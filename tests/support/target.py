@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +189,7 @@ class TargetProcess:
     directory: Path
     config_path: Path
     address: str
+    metrics_address: str = ""  # with [metrics]: host:port of /metrics
 
     @property
     def audit_path(self) -> Path:
@@ -208,7 +209,11 @@ class TargetProcess:
 
 
 def spawn_target(
-    config_path: Path, *, timeout: float = 30.0, extra: Sequence[str] = ()
+    config_path: Path,
+    *,
+    timeout: float = 30.0,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> TargetProcess:
     directory = config_path.parent
     ready = directory / "ready"
@@ -228,7 +233,7 @@ def spawn_target(
         ],
         stdout=log,
         stderr=log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     log.close()  # the child has its own descriptor
     deadline = time.monotonic() + timeout
@@ -242,4 +247,6 @@ def spawn_target(
             process.kill()
             raise AssertionError("gnoicertd did not become ready")
         time.sleep(0.01)
-    return TargetProcess(process, directory, config_path, ready.read_text().strip())
+    lines = ready.read_text().splitlines()
+    metrics = next((line.split(" ", 1)[1] for line in lines if line.startswith("metrics ")), "")
+    return TargetProcess(process, directory, config_path, lines[0], metrics)

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from gnoicert.daemon.refusal_lines import RefusalLines
 logger = logging.getLogger("gnoicert.audit")
 
 REDACTED = "[redacted]"
+# The attribute of a logging.LogRecord that holds the audit record's fields.
+AUDIT_FIELDS = "audit_fields"
 
 
 class Event(enum.StrEnum):
@@ -159,6 +162,7 @@ class AuditLog(Closeable):
         self._lock = threading.Lock()
         self._refusal_lines = RefusalLines(logger)
         self._file: audit_file.RotatingAppendFile | None = None
+        self._observers: list[Callable[[AuditRecord], None]] = []
         if path is not None:
             # Fail at start-up, not at the first record.
             self._file = audit_file.RotatingAppendFile(path, max_bytes=max_bytes, files=files)
@@ -166,6 +170,10 @@ class AuditLog(Closeable):
     @property
     def path(self) -> Path | None:
         return self._path
+
+    def observe(self, callback: Callable[[AuditRecord], None]) -> None:
+        """Call callback with every record (the metrics counters: one home for outcomes)."""
+        self._observers.append(callback)
 
     def record(self, rec: AuditRecord) -> None:
         """Append rec; TypeError for anything but a record with an Event and an Outcome."""
@@ -177,10 +185,14 @@ class AuditLog(Closeable):
             raise TypeError(f"not an audit record with an Event and an Outcome: {rec!r}")
         entry = record_to_dict(rec)
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
+        for observer in self._observers:
+            observer(rec)
+        # The fields ride along for the JSON log format (log_setup.py).
+        fields = {AUDIT_FIELDS: entry}
         if rec.outcome is Outcome.REFUSED:
-            self._refusal_lines.refused(_human(entry), rec.reason)
+            self._refusal_lines.refused(_human(entry), rec.reason, fields)
         else:
-            logger.info("%s", _human(entry))
+            logger.info("%s", _human(entry), extra=fields)
         if self._file is None:
             return
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import ipaddress
 import math
 import os
 import re
@@ -40,6 +41,8 @@ DEFAULT_AUDIT_LOG_MAX_MIB = 64  # per file; docs/behaviour.md §7
 DEFAULT_AUDIT_LOG_FILES = 4  # the current file and 3 rotated ones
 DEFAULT_AUTH_FAILURE_LIMIT = 5
 DEFAULT_AUTH_FAILURE_WINDOW_S = 60.0
+LOG_FORMATS = ("human", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 MAX_MESSAGE_MIB_LIMIT = 256
 # The store's CA bundle, as the value of grpc.mutual_authentication.certificate_authority.
@@ -136,6 +139,15 @@ class GrpcConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """[metrics]: the Prometheus endpoint (plain HTTP; loopback unless allow_remote)."""
+
+    listen_host: str
+    listen_port: int
+    allow_remote: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     source: Path | None
     state_dir: Path
@@ -147,6 +159,9 @@ class Config:
     key_secret_file: Path | None = None
     auth_failure_limit: int = DEFAULT_AUTH_FAILURE_LIMIT
     auth_failure_window_s: float = DEFAULT_AUTH_FAILURE_WINDOW_S
+    log_format: str = "human"
+    log_level: str = "info"
+    metrics: MetricsConfig | None = None
 
     def user(self, name: str) -> User | None:
         return next((u for u in self.users if u.name == name), None)
@@ -326,6 +341,9 @@ class _Parser:
                 ),
                 DEFAULT_AUTH_FAILURE_WINDOW_S,
             ),
+            log_format=a(lambda: self.choice(doc, "log_format", LOG_FORMATS), "human"),
+            log_level=a(lambda: self.choice(doc, "log_level", LOG_LEVELS, default="info"), "info"),
+            metrics=a(lambda: self.metrics(doc), None),
         )
         if self._problems:
             raise ConfigError(*self._problems)
@@ -404,11 +422,39 @@ class _Parser:
             mutual_authentication=None if mutual is None else a(lambda: self.mutual(mutual), None),
         )
 
-    def listen(self, value: str) -> tuple[str, int]:
+    def listen(self, value: str, key: str = "grpc.listen") -> tuple[str, int]:
         try:
             return parse_host_port(value, min_port=0, host_names=("localhost",))
         except ValueError as exc:
-            raise self.error("grpc.listen", str(exc)) from None
+            raise self.error(key, str(exc)) from None
+
+    def choice(
+        self, table: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str = ""
+    ) -> str:
+        value = self.string(table, key, key) or default or allowed[0]
+        if value not in allowed:
+            raise self.error(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def metrics(self, doc: Mapping[str, Any]) -> MetricsConfig | None:
+        """Off without a [metrics] table; a non-loopback address needs allow_remote = true
+        (the endpoint is plain HTTP without authentication: docs/operator-guide.md)."""
+        if "metrics" not in doc:
+            return None
+        t = self.table(doc, "metrics", "metrics")
+        self.check_keys(t, "metrics.", _METRICS_KEYS)
+        value = self.string(t, "listen", "metrics.listen")
+        if value is None:
+            raise self.error("metrics.listen", 'required, e.g. listen = "127.0.0.1:9340"')
+        host, port = self.listen(value, "metrics.listen")
+        allow_remote = self.boolean(t, "allow_remote", "metrics.allow_remote", False)
+        if not allow_remote and not is_loopback(host):
+            raise self.error(
+                "metrics.listen",
+                f"{host} is not a loopback address; the endpoint is plain HTTP without "
+                "authentication: set metrics.allow_remote = true to serve it there anyway",
+            )
+        return MetricsConfig(listen_host=host, listen_port=port, allow_remote=allow_remote)
 
     def local_certificate(self, t: Mapping[str, Any]) -> str | None:
         value = self.string(t, "local_certificate", "grpc.local_certificate")
@@ -562,8 +608,11 @@ _TOP_KEYS = (
     "key_secret_file",
     "auth_failure_limit",
     "auth_failure_window_s",
+    "log_format",
+    "log_level",
     "grpc",
     "users",
+    "metrics",
 )
 _GRPC_KEYS = (
     "listen",
@@ -579,6 +628,17 @@ _GRPC_KEYS = (
 )
 _MUTUAL_KEYS = ("certificate_authority", "client_certificate_request")
 _USER_KEYS = ("name", "password_hash", "role")
+_METRICS_KEYS = ("listen", "allow_remote")
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback IP literal (the only place --insecure and metrics may listen)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------

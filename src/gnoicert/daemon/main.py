@@ -16,14 +16,19 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gnoicert import __version__
-from gnoicert.daemon import log_setup, memory
+from gnoicert.common.address import format_host_port
+from gnoicert.daemon import log_setup, memory, systemd
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.config import ConfigError, Role, load_config, set_user_password
 from gnoicert.daemon.startup import check_listen_address, check_referenced_files, read_key_secret
 from gnoicert.pki.errors import PkiError
 from gnoicert.pki.store import Store
+
+if TYPE_CHECKING:
+    from gnoicert.daemon.server import Daemon
 
 log = logging.getLogger("gnoicertd")
 
@@ -33,8 +38,11 @@ async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -
 
     try:
         config = load_config(config_path)
+        log_setup.apply(config.log_format, config.log_level)
         # Before the store is opened: a daemon that cannot listen creates nothing.
         check_listen_address(config.grpc.listen_host, config.grpc.listen_port)
+        if config.metrics is not None:
+            check_listen_address(config.metrics.listen_host, config.metrics.listen_port)
         daemon = Daemon(config, insecure=insecure)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -55,18 +63,32 @@ async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -
     loop.add_signal_handler(signal.SIGINT, stop_requested.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: daemon.spawn(daemon.reload(config_path)))
     if ready_file is not None:
-        tmp = ready_file.with_name(ready_file.name + ".tmp")
-        tmp.write_text(f"{config.grpc.listen_host}:{port}\n")
-        os.replace(tmp, ready_file)
+        _write_ready_file(ready_file, daemon)
+    systemd.notify("READY=1", f"STATUS=serving on port {port}", f"MAINPID={os.getpid()}")
     log.info("gnoicertd %s ready on port %d", __version__, port)
+    watchdog_s = systemd.watchdog_interval()
+    if watchdog_s is not None:
+        daemon.spawn(systemd.watchdog_forever(watchdog_s))
     memory_report_s = memory.interval()
     if memory_report_s is not None:
         daemon.spawn(memory.report_forever(memory_report_s))
     await stop_requested.wait()
+    systemd.notify("STOPPING=1", "STATUS=draining")
     log.info("stopping: draining for up to %g s", daemon.config.grpc.shutdown_grace_s)
     await daemon.stop()
     log.info("stopped")
     return 0
+
+
+def _write_ready_file(path: Path, daemon: Daemon) -> None:
+    """Line 1: the gRPC host:port; line 2, with [metrics]: 'metrics host:port'. Atomic."""
+    lines = [format_host_port(daemon.config.grpc.listen_host, daemon.port)]
+    if daemon.config.metrics is not None:
+        host = daemon.config.metrics.listen_host
+        lines.append(f"metrics {format_host_port(host, daemon.metrics_port)}")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 WINDOW_S = 60.0
 LINES_PER_WINDOW = 10
@@ -46,8 +46,9 @@ class RefusalLines:
         self._shown = 0
         self._held: collections.Counter[str] = collections.Counter()
 
-    def refused(self, line: str, reason: str) -> None:
-        """One refusal: its line now, or counted into the window's summary."""
+    def refused(self, line: str, reason: str, extra: Mapping[str, object] | None = None) -> None:
+        """One refusal: its line now (extra: LogRecord attributes), or counted into the
+        window's summary."""
         with self._lock:
             now = self._clock()
             if self._window_end is not None and now >= self._window_end:
@@ -60,7 +61,7 @@ class RefusalLines:
                 self._schedule(self._window_s, lambda: self._end_window(window))
             if self._shown < self._per_window:
                 self._shown += 1
-                self._logger.info("%s", line)
+                self._logger.info("%s", line, extra=extra)
                 return
             self._held[reason or "unknown"] += 1
 

@@ -9,7 +9,6 @@ them has ended with OK.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
@@ -19,11 +18,13 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from gnoicert.daemon import decoding, policy
+from gnoicert.common.address import format_host_port
+from gnoicert.daemon import decoding, log_setup, policy
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
-from gnoicert.daemon.config import Config, ConfigError, load_config
+from gnoicert.daemon.config import Config, ConfigError, is_loopback, load_config
 from gnoicert.daemon.in_flight import InFlight
+from gnoicert.daemon.metrics import DaemonMetrics
 from gnoicert.daemon.runtime import Runtime
 from gnoicert.daemon.service import CertificateService, Gate, SystemService
 from gnoicert.daemon.startup import (
@@ -50,15 +51,6 @@ _SERVICE_NAMES = (
     _HEALTH_SERVICE.full_name,
     reflection.SERVICE_NAME,
 )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Daemon:
@@ -105,6 +97,11 @@ class Daemon:
         )
         self._system_service = SystemService(self._gate)
         self._reflection = reflection_aio.ReflectionServicer(_SERVICE_NAMES)
+        self.metrics: DaemonMetrics | None = None
+        self.metrics_port = 0
+        if config.metrics is not None:
+            self.metrics = DaemonMetrics(self.store, self._served_for_metrics)
+            self.audit.observe(self.metrics.observe_audit)
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()  # the loop keeps only weak references
 
@@ -125,6 +122,12 @@ class Daemon:
                 self.config.grpc.listen,
             )
         await self._open_listener(self.config.grpc.listen)
+        if self.metrics is not None and self.config.metrics is not None:
+            m = self.config.metrics
+            self.metrics_port = self.metrics.start(m.listen_host, m.listen_port)
+            log.info(
+                "metrics on http://%s/metrics", format_host_port(m.listen_host, self.metrics_port)
+            )
         if not self.config.users and self._listener_mode is policy.TlsMode.SERVER_ONLY:
             log.warning(
                 "no users are configured: server-only TLS refuses every call until one is "
@@ -142,7 +145,10 @@ class Daemon:
             ("grpc.max_receive_message_length", self.config.grpc.max_message_bytes),
             ("grpc.max_send_message_length", self.config.grpc.max_message_bytes),
         ]
-        server = grpc.aio.server(interceptors=[self._in_flight], options=options)
+        interceptors: list[grpc.aio.ServerInterceptor] = [self._in_flight]
+        if self.metrics is not None:
+            interceptors.append(self.metrics.interceptor)
+        server = grpc.aio.server(interceptors=interceptors, options=options)
         # Request decoding never raises here: undecodable bytes are refused after
         # authentication, audited, as MALFORMED_REQUEST (docs/behaviour.md §7).
         admitted = decoding.authenticated_refusal(self._gate, self.audit)
@@ -183,6 +189,10 @@ class Daemon:
             served.source,
             served.fingerprint,
         )
+
+    def _served_for_metrics(self) -> ServedCredentials | None:
+        """What the listener presents (scrape thread); nothing with --insecure."""
+        return None if self._insecure else self.credentials.current
 
     def schedule_reconcile(self) -> None:
         """Called from RPC done-callbacks (event loop thread)."""
@@ -246,6 +256,8 @@ class Daemon:
                 raise ConfigError(f"{path}: audit_log cannot change while running; restart")
             if new.key_secret_file != self.config.key_secret_file:
                 raise ConfigError(f"{path}: key_secret_file cannot change while running; restart")
+            if new.metrics != self.config.metrics:
+                raise ConfigError(f"{path}: [metrics] cannot change while running; restart")
             external = read_external_ca(new)
         except ConfigError as exc:
             log.error("configuration reload refused, keeping the running one: %s", exc)
@@ -264,6 +276,7 @@ class Daemon:
         )
         self.audit.reopen(max_bytes=new.audit_log_max_bytes, files=new.audit_log_files)
         self.credentials.refresh()
+        log_setup.apply(new.log_format, new.log_level)
         self.audit.record(AuditRecord(event=Event.CONFIG_RELOAD, rpc="", outcome=Outcome.OK))
         log.info("configuration reloaded from %s", path)
         await self.reconcile()
@@ -284,6 +297,8 @@ class Daemon:
             await server.stop(self.config.grpc.shutdown_grace_s if grace is None else grace)
             if not await self._in_flight.wait_idle(_HANDLER_EXIT_S):
                 log.warning("RPC handlers still running %g s after the stop", _HANDLER_EXIT_S)
+        if self.metrics is not None:
+            self.metrics.stop()  # before the store it reads closes
         self.credentials.close()
         self.store.close()
         self.audit.close()

@@ -833,3 +833,38 @@ password_hash = "x"
         text = str(info.value)
         assert "users[1].name: duplicate user name 'ops'" in text
         assert "users[2].password_hash" in text
+
+
+# -- [metrics], log_format, log_level ------------------------------------------------------------
+
+
+def test_metrics_are_off_without_the_table_and_loopback_only_unless_allowed() -> None:
+    base = 'state_dir = "/tmp/s"\n'
+    assert parse_config(base).metrics is None
+    on = parse_config(base + '[metrics]\nlisten = "127.0.0.1:0"\n').metrics
+    assert on == cfg.MetricsConfig(listen_host="127.0.0.1", listen_port=0)
+    assert parse_config(base + '[metrics]\nlisten = "[::1]:9340"\n').metrics is not None
+    with pytest.raises(ConfigError, match=r"metrics.listen: 0.0.0.0 is not a loopback address"):
+        parse_config(base + '[metrics]\nlisten = "0.0.0.0:9340"\n')
+    remote = parse_config(base + '[metrics]\nlisten = "0.0.0.0:9340"\nallow_remote = true\n')
+    assert remote.metrics is not None
+    assert remote.metrics.allow_remote
+    with pytest.raises(ConfigError, match=r"metrics.listen: required"):
+        parse_config(base + "[metrics]\n")
+    with pytest.raises(ConfigError, match=r"metrics.colour: unknown key"):
+        parse_config(base + '[metrics]\nlisten = "127.0.0.1:0"\ncolour = 1\n')
+    with pytest.raises(ConfigError, match=r"metrics.allow_remote: must be true or false"):
+        parse_config(base + '[metrics]\nlisten = "127.0.0.1:0"\nallow_remote = "yes"\n')
+
+
+def test_log_format_and_level_have_human_defaults_and_closed_vocabularies() -> None:
+    base = 'state_dir = "/tmp/s"\n'
+    config = parse_config(base)
+    assert (config.log_format, config.log_level) == ("human", "info")
+    config = parse_config(base + 'log_format = "json"\nlog_level = "debug"\n')
+    assert (config.log_format, config.log_level) == ("json", "debug")
+    with pytest.raises(ConfigError) as refused:
+        parse_config(base + 'log_format = "xml"\nlog_level = "loud"\n')
+    assert len(refused.value.problems) == 2
+    assert "log_format: must be one of human, json, got 'xml'" in str(refused.value)
+    assert "log_level: must be one of debug, info, warning, error, got 'loud'" in str(refused.value)
