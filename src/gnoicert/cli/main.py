@@ -30,7 +30,14 @@ from gnoicert.cli.documents import (
     resolve_format,
     usage_error,
 )
-from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
+from gnoicert.common.constants import (
+    DEFAULT_PORT,
+    DEFAULT_RSA_KEY_SIZE,
+    DEFAULT_TIMEOUT_S,
+    EXPORTER_CONCURRENCY,
+    EXPORTER_INTERVAL_S,
+    EXPORTER_LISTEN,
+)
 
 if TYPE_CHECKING:
     from gnoicert.client.errors import RpcFailed
@@ -410,6 +417,40 @@ def _main_epilog() -> str:
     )
 
 
+def _exporter_options(parser: argparse.ArgumentParser) -> None:
+    shared = parser._option_string_actions  # --inventory/--limit may be fleet-wide options
+    if "--inventory" not in shared:
+        parser.add_argument("--inventory", metavar="FILE", help="the fleet inventory (YAML)")
+    if "--limit" not in shared:
+        parser.add_argument(
+            "--limit",
+            metavar="PATTERN",
+            action="append",
+            help="only targets whose name or group matches a glob (repeatable, or a,b)",
+        )
+    parser.add_argument(
+        "--listen",
+        metavar="ADDR",
+        default=EXPORTER_LISTEN,
+        help=f"HOST:PORT to serve /metrics on, plain HTTP (default {EXPORTER_LISTEN}; "
+        "port 0 picks a free port)",
+    )
+    parser.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=EXPORTER_INTERVAL_S,
+        help=f"ask every target this often (default {EXPORTER_INTERVAL_S:g})",
+    )
+    parser.add_argument(
+        "--concurrency",
+        metavar="N",
+        type=_positive_int,
+        default=EXPORTER_CONCURRENCY,
+        help=f"at most N targets asked at once (default {EXPORTER_CONCURRENCY})",
+    )
+
+
 def build_parser() -> ArgsFileParser:
     """The whole command line (exposed for tests and for `--help` generation)."""
     from gnoicert.cli.helptext import COMMANDS
@@ -611,6 +652,8 @@ def build_parser() -> ArgsFileParser:
         "--factory", action="store_true", help="leave the devices in their factory state"
     )
 
+    _exporter_options(command("exporter", connects=False))
+
     completion = command("completion", connects=False)
     completion.add_argument(
         "shell", metavar="SHELL", choices=COMPLETION_SHELLS, help=f"one of {COMPLETION_SHELLS}"
@@ -740,6 +783,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gnoicert.lab import run_lab
 
             return run_lab(args.devices, args.workdir, factory=args.factory, verbose=args.verbose)
+        if args.command == "exporter":
+            from gnoicert.cli.exporter import run_exporter
+
+            return run_exporter(args)
         from gnoicert.cli.commands import run_command
         from gnoicert.cli.precheck import check_arguments
 
