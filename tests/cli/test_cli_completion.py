@@ -24,6 +24,8 @@ SUBCOMMANDS = (
     "time",
     "ca",
     "demo",
+    "lab",
+    "exporter",
     "completion",
 )
 
