@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "demo",
     "lab",
     "report",
+    "exporter",
     "completion",
 )
 

@@ -171,6 +171,20 @@ COMMANDS: dict[str, CommandHelp] = {
         "guide, Fleet). `report merge` keeps the last record of each target.",
         ("gnoicert report merge shard-1.jsonl shard-2.jsonl --output all.jsonl",),
     ),
+    "exporter": CommandHelp(
+        "export every target's certificate expiry to Prometheus",
+        "Ask every inventory target for its certificates (GetCertificates) every --interval\n"
+        "seconds, at most --concurrency at once, each within its inventory timeout, and serve\n"
+        "gnoicert_target_certificate_not_after_seconds, gnoicert_target_up and\n"
+        "gnoicert_target_scrape_duration_seconds on http://ADDR/metrics. A target that does\n"
+        "not answer is up 0, without certificate series, until it answers again. Prints a\n"
+        "line starting 'listening:'; SIGINT or SIGTERM stops it (exit 0).",
+        (
+            "gnoicert exporter --inventory fleet.yaml",
+            "gnoicert exporter --inventory fleet.yaml --listen 127.0.0.1:0 --interval 300",
+            "gnoicert exporter --inventory fleet.yaml --limit 'core-*' --listen [::1]:9793",
+        ),
+    ),
     "completion": CommandHelp(
         "print a shell completion script (bash, zsh, fish or tcsh)",
         "Print a static completion script for SHELL; nothing runs at shell start-up\n"

@@ -30,7 +30,13 @@ from gnoicert.cli.documents import (
     resolve_format,
     usage_error,
 )
-from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
+from gnoicert.common.constants import (
+    DEFAULT_PORT,
+    DEFAULT_RSA_KEY_SIZE,
+    DEFAULT_TIMEOUT_S,
+    EXPORTER_INTERVAL_S,
+    EXPORTER_LISTEN,
+)
 
 if TYPE_CHECKING:
     from gnoicert.client.errors import RpcFailed
@@ -561,6 +567,24 @@ def _main_epilog() -> str:
     )
 
 
+def _exporter_options(parser: argparse.ArgumentParser) -> None:
+    """The exporter's own options; --inventory, --limit and --concurrency are the fleet's."""
+    parser.add_argument(
+        "--listen",
+        metavar="ADDR",
+        default=EXPORTER_LISTEN,
+        help=f"HOST:PORT to serve /metrics on, plain HTTP (default {EXPORTER_LISTEN}; "
+        "port 0 picks a free port)",
+    )
+    parser.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=EXPORTER_INTERVAL_S,
+        help=f"ask every target this often (default {EXPORTER_INTERVAL_S:g})",
+    )
+
+
 def build_parser() -> ArgsFileParser:
     """The whole command line (exposed for tests and for `--help` generation)."""
     from gnoicert.cli.helptext import COMMANDS
@@ -802,6 +826,7 @@ def build_parser() -> ArgsFileParser:
         metavar="FILE",
         help="write the merged report here (default: stdout)",
     )
+    _exporter_options(command("exporter", connects=False))
 
     completion = command("completion", connects=False)
     completion.add_argument(
@@ -984,6 +1009,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gnoicert.lab import run_lab
 
             return run_lab(args.devices, args.workdir, factory=args.factory, verbose=args.verbose)
+        if args.command == "exporter":
+            from gnoicert.cli.exporter import run_exporter
+
+            return run_exporter(args)
         from gnoicert.cli.precheck import check_arguments
 
         check_arguments(args)  # before any dialling: a typo costs no round trip

@@ -21,5 +21,13 @@ DEFAULT_RSA_KEY_SIZE = 2048
 DEFAULT_PORT = 9339
 """The gNMI/gNOI port a target listens on when the address names none."""
 
+EXPORTER_LISTEN = "127.0.0.1:9793"
+"""Where `gnoicert exporter` serves /metrics by default (loopback: exposing it is a choice)."""
+
+EXPORTER_INTERVAL_S = 60.0
+"""How often the exporter asks every target by default (expiry moves in days, not seconds)."""
+
+"""How many targets the exporter asks at once by default."""
+
 DEFAULT_TIMEOUT_S = 10.0
 """The client's per-RPC timeout."""

@@ -78,7 +78,7 @@ def test_connection_options_shown_once() -> None:
     for path, text in subcommands(build_parser()):
         for flag in CONNECTION_FLAGS:
             assert flag + " " not in text.split("examples:")[0], (path, flag)
-        if path[0] not in ("ca", "demo", "completion", "lab", "report"):
+        if path[0] not in ("ca", "demo", "completion", "lab", "report", "exporter"):
             assert "see gnoicert --help" in text, path
 
 

@@ -4,6 +4,7 @@ Modules, one job each:
     inventory   the YAML inventory: parsing with line numbers, layering, templates, selection
     shard       a deterministic split of the selected targets over several machines
     report      the JSON Lines report: records, an fsyncing writer, a tolerant reader, merge
+    exporter    the fleet expiry exporter: GetCertificates rounds served as Prometheus gauges
 
 Nothing here runs an RPC; the fleet runner builds CertClients from the resolved targets.
 """
