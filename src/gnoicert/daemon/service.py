@@ -220,7 +220,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             store = self._runtime.store
             if store.is_locked(cert_id):
                 raise pki.ResourceBusy(_busy(cert_id))
-            key, csr_pem = await generate_key_and_csr(request.csr_params, self._runtime.grpc)
+            key, csr_pem = await generate_key_and_csr(
+                request.csr_params, self._runtime.grpc, self._runtime.key_pool
+            )
             expires = time.time_ns() + int(self._runtime.grpc.pending_key_lifetime_s * 1e9)
             await asyncio.to_thread(
                 store.put_pending_key, cert_id, crypto.private_key_to_pem(key), expires_ns=expires
