@@ -50,7 +50,9 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def certload(port: int, ca: Path, seconds: float, *, user: str | None, client: Path | None) -> float:
+def certload(
+    port: int, ca: Path, seconds: float, *, user: str | None, client: Path | None
+) -> float:
     argv = [peer("certload"), "-addr", f"127.0.0.1:{port}", "-ca", str(ca), "-c", "8"]
     argv += ["-conns", "1", "-d", f"{seconds}s"]
     if user is not None:
@@ -114,8 +116,7 @@ asyncio.run(main())
 def process(
     argv: list[str], *, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    log = open(os.environ["BENCH_LOGS"] + "/" + Path(argv[0]).name + str(len(argv)) + ".log", "ab") if os.environ.get("BENCH_LOGS") else subprocess.DEVNULL
-    child = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         yield child
     finally:
@@ -145,6 +146,14 @@ def wait_for(path: Path, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} did not appear")
         time.sleep(0.05)
+
+
+def bootstrap(daemon: TargetProcess, port: int, files: Path, factory: Path) -> None:
+    """Load the CA bundle (the listener turns to mutual TLS), then install `bench`."""
+    gnoic(port, files, "load-ca", "--ca-certs", str(files / "ca.pem"), mutual=False, tls_ca=factory)
+    retried(lambda: None if "mode_switch" in daemon.audit_path.read_text() else fail())
+    install = ("install", "--id", "bench", "--common-name", "bench", "--min-key-size", "2048")
+    retried(lambda: gnoic(port, files, *install, mutual=True, tls_ca=factory))
 
 
 def start_gnoicertd(directory: Path, *, pythonpath: str | None, pool: bool) -> TargetProcess:
@@ -235,33 +244,8 @@ def run(root: Path, args: argparse.Namespace) -> None:
                 for name, d in daemons.items()
             }
             ports = {name: int(d.address.rsplit(":", 1)[1]) for name, d in daemons.items()}
-            if os.environ.get("BENCH_LOGS"):
-                print(f"ports {ports}, gnxi {gnxi_port}, gnxi reader {gnxi_reader_port}")
-            for name in daemons:
-                # The bundle turns the listener to mutual TLS once the RPC has ended.
-                gnoic(
-                    ports[name],
-                    files,
-                    "load-ca",
-                    "--ca-certs",
-                    str(files / "ca.pem"),
-                    mutual=False,
-                    tls_ca=factory[name],
-                )
-                audit = daemons[name].audit_path
-                retried(lambda: None if "mode_switch" in audit.read_text() else fail())
-                install = ("install", "--id", "bench", "--common-name", "bench")
-                retried(
-                    lambda: gnoic(
-                        ports[name],
-                        files,
-                        *install,
-                        "--min-key-size",
-                        "2048",
-                        mutual=True,
-                        tls_ca=factory[name],
-                    )
-                )
+            for name, daemon in daemons.items():
+                bootstrap(daemon, ports[name], files, factory[name])
             retried(  # gnxi may still be binding
                 lambda: timed_rotate(gnxi_port, files, "gnxi", mutual=True, tls_ca=files / "ca.pem")
             )
@@ -292,32 +276,32 @@ def run(root: Path, args: argparse.Namespace) -> None:
                     )
                 )
                 rates["gnxi"].append(
-                    certload(gnxi_reader_port, files / "ca.pem", args.seconds, user=None, client=files)
+                    certload(
+                        gnxi_reader_port, files / "ca.pem", args.seconds, user=None, client=files
+                    )
                 )
                 print(f"round {round_no + 1} done, load average {os.getloadavg()[0]:.1f}")
             after = {name: rss_kib(d.process.pid) for name, d in daemons.items()}
             gnxi_rss = max(rss_kib(gnxi.pid), rss_kib(gnxi_reader.pid))
             ceiling_rss = rss_kib(ceiling.pid)
     finally:
-        for name, d in daemons.items():
+        for d in daemons.values():
             d.terminate()
-            if os.environ.get("BENCH_LOGS"):
-                print(f"--- {name} log\n{d.stderr_text()[-3000:]}")
 
     print("\nGetCertificates, certload 8 callers on one connection (median calls/s)")
     ceiling_rate = statistics.median(rates["ceiling"])
     for name, values in rates.items():
         median = statistics.median(values)
-        print(
-            f"  {name:8} {median:8.0f}/s  {median / ceiling_rate:5.2f} of ceiling  {[round(v) for v in values]}"
-        )
+        runs = [round(v) for v in values]
+        print(f"  {name:8} {median:8.0f}/s  {median / ceiling_rate:5.2f} of ceiling  {runs}")
     print("\ngnoic cert rotate --min-key-size 2048, wall (ms)")
     gnxi_ms = statistics.median(rotations["gnxi"]) * 1000
     for name, values in rotations.items():
         ms = sorted(v * 1000 for v in values)
         med = statistics.median(ms)
         print(
-            f"  {name:8} median {med:6.1f}  min {ms[0]:6.1f}  {med / gnxi_ms:4.2f} of gnxi  ({len(ms)} runs)"
+            f"  {name:8} median {med:6.1f}  min {ms[0]:6.1f}  "
+            f"{med / gnxi_ms:4.2f} of gnxi  ({len(ms)} runs)"
         )
     print(f"\nResident memory (MiB): import floor {floor_kib / 1024:.1f}")
     for name in daemons:

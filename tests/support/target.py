@@ -208,7 +208,7 @@ class TargetProcess:
 
 
 def spawn_target(
-    config_path: Path, *, timeout: float = 30.0, extra: Sequence[str] = ()
+    config_path: Path, *, timeout: float = 30.0, extra: Sequence[str] = (), verbose: bool = False
 ) -> TargetProcess:
     directory = config_path.parent
     ready = directory / "ready"
@@ -219,6 +219,7 @@ def spawn_target(
             sys.executable,
             "-m",
             "gnoicert.daemon.main",
+            *(["--verbose"] if verbose else []),
             "serve",
             "--config",
             str(config_path),

@@ -49,9 +49,10 @@ def parse_depths(
             f"must be an integer or a table of key size = depth, got {type(value).__name__}"
         )
     depths: dict[int, int] = {}
+    by_text = {str(size): size for size in key_sizes}
     for size_text, depth in table.items():
-        size = int(size_text) if isinstance(size_text, str) and size_text.isdigit() else None
-        if size is None or size not in key_sizes:
+        size = by_text.get(size_text) if isinstance(size_text, str) else None
+        if size is None:
             listed = ", ".join(map(str, key_sizes))
             raise ValueError(f"key size {size_text!r} is not one of grpc.key_sizes ({listed})")
         if type(depth) is not int or not 0 <= depth <= MAX_DEPTH:
@@ -144,5 +145,7 @@ class KeyPool:
                 if self._closed:
                     return
                 keys = self._ready.setdefault(size, [])
-                if len(keys) < self._depths.get(size, 0):
+                depth = self._depths.get(size, 0)
+                if len(keys) < depth:
                     keys.append(key)
+                    log.debug("key pool: %d of %d RSA-%d keys ready", len(keys), depth, size)
