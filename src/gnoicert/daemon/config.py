@@ -20,10 +20,8 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import tomlkit
-import tomlkit.exceptions
 from cryptography import x509
 
 from gnoicert.common.address import format_host_port, parse_host_port
@@ -49,6 +47,8 @@ MAX_MESSAGE_MIB_LIMIT = 256
 CA_BUNDLE_AUTHORITY = crypto.CA_BUNDLE_ID
 
 _USER_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
+if TYPE_CHECKING:  # tomlkit itself is imported by the editing functions only (memory)
+    import tomlkit
 _STRING_SOURCE = "<string>"
 _T = TypeVar("_T")
 
@@ -627,6 +627,9 @@ def set_user_password(path: Path, name: str, password_hash: str, role: Role | No
         raise ConfigError(f"{label}: configuration file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{label}: cannot read: {exc}") from None
+    import tomlkit  # only `gnoicertd passwd` edits the file: the daemon never loads tomlkit
+    import tomlkit.exceptions
+
     try:
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as exc:
@@ -647,6 +650,8 @@ def _upsert_user(
     role: Role | None,
     error: Callable[[str], ConfigError],
 ) -> None:
+    import tomlkit
+
     users = doc.get("users")
     if users is None:
         aot = tomlkit.aot()
