@@ -69,6 +69,7 @@ class KeyPool:
         self._depths: dict[int, int] = {}
         self._changed = threading.Condition()
         self._closed = False
+        self._started = False
         self._thread: threading.Thread | None = None
         self.hits = 0
         self.misses = 0
@@ -81,10 +82,18 @@ class KeyPool:
             self._depths = {size: depth for size, depth in wanted.items() if depth > 0}
             for size in list(self._ready):
                 del self._ready[size][self._depths.get(size, 0) :]
+            self._start_filler()
             self._changed.notify_all()
 
     def start(self) -> None:
-        if self._thread is None:
+        """Start filling; the thread itself starts once some size is pooled (maybe at reload)."""
+        with self._changed:
+            self._started = True
+            self._start_filler()
+
+    def _start_filler(self) -> None:
+        """Called with the lock held."""
+        if self._started and self._depths and self._thread is None and not self._closed:
             self._thread = threading.Thread(target=self._fill, name="key-pool", daemon=True)
             self._thread.start()
 
@@ -95,6 +104,12 @@ class KeyPool:
             self._closed = True
             self._ready.clear()
             self._changed.notify_all()
+
+    @property
+    def filling(self) -> bool:
+        """Whether the filler thread runs (none while no size is pooled)."""
+        with self._changed:
+            return self._thread is not None and self._thread.is_alive()
 
     def ready(self, size: int) -> int:
         with self._changed:

@@ -191,3 +191,11 @@ def test_parse_depths_refuses_any_size_that_is_not_configured(size: str) -> None
         return
     with pytest.raises(ValueError, match=r"is not one of grpc\.key_sizes"):
         parse_depths({size: 1}, SIZES, 2048)
+
+
+def test_no_thread_without_a_pooled_size_until_a_reload_adds_one(pools: list[KeyPool]) -> None:
+    pool = started(pools, {})
+    assert not pool.filling
+    pool.set_depths({1024: 1})
+    assert pool.filling
+    wait_until(lambda: pool.ready(1024) == 1)
