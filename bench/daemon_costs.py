@@ -5,7 +5,7 @@ Run from the repository root: .venv/bin/python bench/daemon_costs.py [--base REV
 Targets, all on 127.0.0.1, each its own process:
   this      gnoicertd from this tree (key pool on, its default depth)
   nopool    the same with grpc.key_pool_depth = 0 (Rotate rows only)
-  base      gnoicertd from REV (default: main), extracted with `git archive` into a temp dir
+  base      gnoicertd from REV (default: the merge base with main), from `git archive`
   ceiling   a minimal grpcio asyncio servicer returning a prebuilt GetCertificates answer
   gnxi      gnxi gnoi_target (from ../shared/peers)
 The gnoicertd targets serve their factory certificate (server-only TLS, password metadata).
@@ -175,7 +175,9 @@ def start_gnoicertd(directory: Path, *, pythonpath: str | None, pool: bool) -> T
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--base", default="main", help="git revision to compare with")
+    parser.add_argument(
+        "--base", default=None, help="git revision to compare with (default: merge base with main)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="per certload run")
     parser.add_argument("--rotations", type=int, default=5, help="per target and round")
@@ -183,7 +185,14 @@ def main() -> None:
     if (reason := missing_peers()) is not None or not (PEERS / "certload").is_file():
         print(f"skipped: {reason or 'certload is not in ' + str(PEERS)}")
         return
-    print(f"load average at start: {os.getloadavg()}")
+    if args.base is None:
+        args.base = subprocess.run(
+            ["git", "-C", str(REPO), "merge-base", "HEAD", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    print(f"base {args.base}; load average at start: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as temp:
         run(Path(temp), args)
     print(f"load average at end: {os.getloadavg()}")
