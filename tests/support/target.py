@@ -214,6 +214,7 @@ def spawn_target(
     timeout: float = 30.0,
     extra: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    verbose: bool = False,
 ) -> TargetProcess:
     directory = config_path.parent
     ready = directory / "ready"
@@ -224,6 +225,7 @@ def spawn_target(
             sys.executable,
             "-m",
             "gnoicert.daemon.main",
+            *(["--verbose"] if verbose else []),
             "serve",
             "--config",
             str(config_path),

@@ -1,13 +1,15 @@
 """Who is calling, and may they call this RPC (docs/behaviour.md §1, "Authentication mode").
 
 Plain values in, plain values out: the service layer takes the metadata, the peer string and
-the verified client-certificate subject out of grpc and calls `Authenticator.authenticate`
-(through asyncio.to_thread: scrypt costs tens of milliseconds). Refusals are the target's
-Unauthenticated / NotAuthorized, which target/errors.py maps to status codes.
+the verified client-certificate subject out of grpc and calls
+`Authenticator.authenticate_soon` (a worker thread only when scrypt must run: it costs tens of
+milliseconds). Refusals are the target's Unauthenticated / NotAuthorized, which
+target/errors.py maps to status codes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import collections
@@ -200,6 +202,10 @@ def peer_host(peer: str) -> str:
 # The authenticator
 
 
+class _NeedsScrypt(Exception):
+    """Raised inside authenticate_at_once: the answer needs scrypt (a worker thread)."""
+
+
 class Authenticator:
     """Checks credentials by the rules of the current TLS mode, with per-host rate limiting.
 
@@ -271,6 +277,56 @@ class Authenticator:
         client_subject is the subject of the client certificate the TLS layer verified (mutual
         TLS only). Blocking (scrypt): call it from a worker thread.
         """
+        return self._authenticate(
+            self._check_password,
+            rpc=rpc,
+            metadata=metadata,
+            peer=peer,
+            client_subject=client_subject,
+            mutual_tls=mutual_tls,
+            insecure=insecure,
+        )
+
+    async def authenticate_soon(
+        self,
+        *,
+        rpc: str,
+        metadata: Mapping[str, str],
+        peer: str,
+        client_subject: str | None,
+        mutual_tls: bool,
+        insecure: bool,
+    ) -> Identity:
+        """authenticate() for the event loop: at once when no scrypt is needed (no password
+        asked, or one verified recently), else in a worker thread.
+
+        Saves a thread hop on every call of a client that sends its password with each call.
+        """
+        check = functools.partial(
+            self._authenticate,
+            rpc=rpc,
+            metadata=metadata,
+            peer=peer,
+            client_subject=client_subject,
+            mutual_tls=mutual_tls,
+            insecure=insecure,
+        )
+        try:
+            return check(self._check_cached_password)
+        except _NeedsScrypt:
+            return await asyncio.to_thread(check, self._check_password)
+
+    def _authenticate(
+        self,
+        check_password: Callable[[Mapping[str, str], str], User],
+        *,
+        rpc: str,
+        metadata: Mapping[str, str],
+        peer: str,
+        client_subject: str | None,
+        mutual_tls: bool,
+        insecure: bool,
+    ) -> Identity:
         if insecure:
             return Identity(None, Role.ADMIN, client_subject, peer, insecure=True)
         if not requires_authentication(rpc):
@@ -284,7 +340,7 @@ class Authenticator:
                 # The TLS layer verified the certificate against the CA: that is the identity.
                 identity = Identity(None, Role.ADMIN, client_subject, peer)
             else:
-                user = self._check_password(metadata, peer)
+                user = check_password(metadata, peer)
                 identity = Identity(user.name, user.role, client_subject, peer)
         else:
             if not have_users:
@@ -293,7 +349,7 @@ class Authenticator:
                     "only by username/password metadata; add a user with "
                     "`gnoicertd passwd USER --config FILE`"
                 )
-            user = self._check_password(metadata, peer)
+            user = check_password(metadata, peer)
             identity = Identity(user.name, user.role, client_subject, peer)
         authorize(identity, rpc)
         return identity
@@ -314,11 +370,30 @@ class Authenticator:
         finally:
             self._leave_host(host)
 
-    def _check_password_serialised(self, username: str, password: str, host: str) -> User:
+    def _check_cached_password(self, metadata: Mapping[str, str], peer: str) -> User:
+        """_check_password's answer when it is known without scrypt; else _NeedsScrypt."""
+        username = metadata.get(USERNAME_KEY)
+        password = metadata.get(PASSWORD_KEY)
+        if username is None or password is None:
+            raise Unauthenticated("username and password gRPC metadata are required")
+        key = self._cache_key(username, password)
+        with self._lock:
+            now = self._clock()
+            self._raise_if_blocked(peer_host(peer), now)
+            user = self._users.get(username)
+            if user is not None and self._cache.get(key, -math.inf) > now:
+                self._failures.pop(peer_host(peer), None)
+                return user
+        raise _NeedsScrypt
+
+    def _cache_key(self, username: str, password: str) -> tuple[str, bytes]:
         digest = hmac.new(
             self._cache_secret, password.encode("utf-8", "surrogatepass"), hashlib.sha256
         ).digest()
-        key = (username, digest)
+        return (username, digest)
+
+    def _check_password_serialised(self, username: str, password: str, host: str) -> User:
+        key = self._cache_key(username, password)
         with self._lock:
             now = self._clock()
             self._raise_if_blocked(host, now)

@@ -18,14 +18,13 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import tomlkit
-import tomlkit.exceptions
 from cryptography import x509
 
 from gnoicert.common.address import format_host_port, parse_host_port
 from gnoicert.common.files import write_atomic
+from gnoicert.daemon import key_pool
 from gnoicert.pki import crypto
 from gnoicert.pki.errors import InvalidCertificateId
 
@@ -49,6 +48,8 @@ MAX_MESSAGE_MIB_LIMIT = 256
 CA_BUNDLE_AUTHORITY = crypto.CA_BUNDLE_ID
 
 _USER_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
+if TYPE_CHECKING:  # tomlkit itself is imported by the editing functions only (memory)
+    import tomlkit
 _STRING_SOURCE = "<string>"
 _T = TypeVar("_T")
 
@@ -117,6 +118,8 @@ class GrpcConfig:
     pending_key_lifetime_s: float = DEFAULT_PENDING_KEY_LIFETIME_S
     key_sizes: tuple[int, ...] = DEFAULT_KEY_SIZES
     default_key_size: int = DEFAULT_KEY_SIZE
+    # (size, depth) pairs: RSA keys made ahead of need (daemon/key_pool.py).
+    key_pool_depths: tuple[tuple[int, int], ...] = ((DEFAULT_KEY_SIZE, key_pool.DEFAULT_DEPTH),)
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     mutual_authentication: MutualAuthentication | None = None
 
@@ -408,6 +411,7 @@ class _Parser:
                 if key_sizes is None
                 else a(lambda: self.default_key_size(t, key_sizes), DEFAULT_KEY_SIZE)
             ),
+            key_pool_depths=a(lambda: self.key_pool(t, key_sizes), fallback.key_pool_depths),
             # 0 is meaningful here: stop at once, cancelling in-flight RPCs.
             shutdown_grace_s=a(
                 lambda: self.seconds(
@@ -492,6 +496,19 @@ class _Parser:
                 f"must be one of the configured grpc.key_sizes ({listed}), got {value!r}",
             )
         return value
+
+    def key_pool(
+        self, t: Mapping[str, Any], key_sizes: tuple[int, ...] | None
+    ) -> tuple[tuple[int, int], ...]:
+        sizes = key_sizes or DEFAULT_KEY_SIZES
+        try:
+            default = self.default_key_size(t, sizes)
+        except ConfigError:  # reported once, by default_key_size itself
+            default = DEFAULT_KEY_SIZE
+        try:
+            return key_pool.parse_depths(t.get("key_pool_depth"), sizes, default)
+        except ValueError as exc:
+            raise self.error("grpc.key_pool_depth", str(exc)) from None
 
     def mutual(self, t: object) -> MutualAuthentication:
         prefix = "grpc.mutual_authentication"
@@ -623,6 +640,7 @@ _GRPC_KEYS = (
     "pending_key_lifetime_s",
     "key_sizes",
     "default_key_size",
+    "key_pool_depth",
     "shutdown_grace_s",
     "mutual_authentication",
 )
@@ -667,6 +685,9 @@ def set_user_password(path: Path, name: str, password_hash: str, role: Role | No
         raise ConfigError(f"{label}: configuration file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{label}: cannot read: {exc}") from None
+    import tomlkit  # only `gnoicertd passwd` edits the file: the daemon never loads tomlkit
+    import tomlkit.exceptions
+
     try:
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as exc:
@@ -687,6 +708,8 @@ def _upsert_user(
     role: Role | None,
     error: Callable[[str], ConfigError],
 ) -> None:
+    import tomlkit
+
     users = doc.get("users")
     if users is None:
         aot = tomlkit.aot()

@@ -20,6 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from gnoicert.daemon import errors
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
+from gnoicert.daemon.listing import reuse_last_encoding
 from gnoicert.daemon.service import Gate
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -71,7 +72,9 @@ def add_service(
             continue
         rpc = f"/{service.full_name}/{method.name}"
         decode = tolerant_decoder(message_factory.GetMessageClass(method.input_type))
-        encode = message_factory.GetMessageClass(method.output_type).SerializeToString
+        encode = reuse_last_encoding(
+            message_factory.GetMessageClass(method.output_type).SerializeToString
+        )
         behavior = getattr(servicer, method.name)
         kinds = {
             (False, False): grpc.unary_unary_rpc_method_handler,

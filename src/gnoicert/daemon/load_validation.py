@@ -14,6 +14,7 @@ from cryptography import x509
 
 from gnoicert.daemon import errors, policy
 from gnoicert.daemon.config import GrpcConfig
+from gnoicert.daemon.key_pool import KeyPool
 from gnoicert.daemon.runtime import Caller, Runtime
 from gnoicert.pki import crypto
 from gnoicert.pki import errors as pki
@@ -48,12 +49,16 @@ def subject_of(params: cert_pb2.CSRParams) -> crypto.CsrSubject:
 
 
 async def generate_key_and_csr(
-    params: cert_pb2.CSRParams, grpc: GrpcConfig
+    params: cert_pb2.CSRParams, grpc: GrpcConfig, pool: KeyPool | None = None
 ) -> tuple[crypto.PrivateKey, bytes]:
-    """A fresh key (never reused) and its PEM CSR; key generation runs off the event loop."""
+    """A fresh key (never reused: from the pool, which hands each out once, or made now off the
+    event loop) and its PEM CSR."""
     size = check_csr_params(params, grpc)
     subject = subject_of(params)
-    key = await asyncio.to_thread(crypto.generate_rsa_key, size)
+    if pool is None:
+        key = await asyncio.to_thread(crypto.generate_rsa_key, size)
+    else:
+        key = await pool.key(size)
     return key, crypto.build_csr(key, subject)
 
 

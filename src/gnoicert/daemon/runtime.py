@@ -9,6 +9,7 @@ from cryptography import x509
 from gnoicert.daemon import policy
 from gnoicert.daemon.audit import AuditLog
 from gnoicert.daemon.config import GrpcConfig
+from gnoicert.daemon.key_pool import KeyPool
 from gnoicert.pki.store import Store
 
 
@@ -25,6 +26,7 @@ class Runtime:
     grpc: GrpcConfig
     external_client_ca_pem: bytes = b""
     insecure: bool = False
+    key_pool: KeyPool | None = None  # None: every GenerateCSR makes its key on the spot
     # Set by the daemon when it starts to stop: grpcio then ends request streams as if their
     # clients had half-closed (docs/platform-notes.md), and only this tells the two apart.
     stopping: bool = False

@@ -24,6 +24,7 @@ from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
 from gnoicert.daemon.config import Config, ConfigError, is_loopback, load_config
 from gnoicert.daemon.in_flight import InFlight
+from gnoicert.daemon.key_pool import KeyPool
 from gnoicert.daemon.metrics import DaemonMetrics
 from gnoicert.daemon.runtime import Runtime
 from gnoicert.daemon.service import CertificateService, Gate, SystemService
@@ -70,12 +71,14 @@ class Daemon:
             config.audit_log, max_bytes=config.audit_log_max_bytes, files=config.audit_log_files
         )
         record_crash_outcomes(self.store, self.audit)
+        self.key_pool = KeyPool(config.grpc.key_pool_depths)  # filled once the daemon starts
         self.runtime = Runtime(
             store=self.store,
             audit=self.audit,
             grpc=config.grpc,
             external_client_ca_pem=read_external_ca(config),
             insecure=insecure,
+            key_pool=self.key_pool,
         )
         self.credentials = CredentialManager(self.runtime)
         self.authenticator = Authenticator(
@@ -115,6 +118,7 @@ class Daemon:
 
     async def start(self) -> int:
         self._loop = asyncio.get_running_loop()
+        self.key_pool.start()
         if self._insecure:
             log.warning(
                 "INSECURE: serving plaintext gRPC without authentication on %s "
@@ -269,6 +273,7 @@ class Daemon:
             return False
         self.config = new
         self.runtime.grpc = new.grpc
+        self.key_pool.set_depths(new.grpc.key_pool_depths)
         self.runtime.external_client_ca_pem = external
         self.authenticator.replace_users(new.users)
         self.authenticator.set_limits(
@@ -299,6 +304,7 @@ class Daemon:
                 log.warning("RPC handlers still running %g s after the stop", _HANDLER_EXIT_S)
         if self.metrics is not None:
             self.metrics.stop()  # before the store it reads closes
+        self.key_pool.close()
         self.credentials.close()
         self.store.close()
         self.audit.close()

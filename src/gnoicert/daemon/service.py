@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -22,6 +23,7 @@ from gnoicert.common.rpc import CertRpc, SystemRpc
 from gnoicert.daemon import crash_points, errors, policy
 from gnoicert.daemon.audit import AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
+from gnoicert.daemon.listing import Listing
 from gnoicert.daemon.load_validation import (
     Kind,
     check_csr_params,
@@ -81,8 +83,7 @@ class Gate:
         }
         mode = self._listener_mode()
         try:
-            identity = await asyncio.to_thread(
-                self.authenticator.authenticate,
+            identity = await self.authenticator.authenticate_soon(
                 rpc=rpc,
                 metadata=metadata,
                 peer=peer,
@@ -108,10 +109,14 @@ class Gate:
 
 def _client_certificate(context: Context) -> x509.Certificate | None:
     pems = list((context.auth_context() or {}).get("x509_pem_cert") or ())
-    if not pems:
-        return None
+    return _parsed_certificate(pems[0]) if pems else None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_certificate(pem: bytes) -> x509.Certificate | None:
+    """Parsed once per distinct client certificate, not on every call of a connection."""
     try:
-        return x509.load_pem_x509_certificate(pems[0])
+        return x509.load_pem_x509_certificate(pem)
     except ValueError:
         return None
 
@@ -129,6 +134,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         self._runtime = runtime
         self._gate = gate
         self._on_change = on_change
+        self._listing = Listing()
 
     # -- streams ------------------------------------------------------------------------------
 
@@ -223,7 +229,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
             store = self._runtime.store
             if store.is_locked(cert_id):
                 raise pki.ResourceBusy(_busy(cert_id))
-            key, csr_pem = await generate_key_and_csr(request.csr_params, self._runtime.grpc)
+            key, csr_pem = await generate_key_and_csr(
+                request.csr_params, self._runtime.grpc, self._runtime.key_pool
+            )
             expires = time.time_ns() + int(self._runtime.grpc.pending_key_lifetime_s * 1e9)
             await asyncio.to_thread(
                 store.put_pending_key, cert_id, crypto.private_key_to_pem(key), expires_ns=expires
@@ -324,28 +332,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     ) -> cert_pb2.GetCertificatesResponse:
         async def run(caller: Caller) -> cert_pb2.GetCertificatesResponse:
             view = self._runtime.store.committed_view()
-            server_id = self._runtime.grpc.local_certificate
-            infos = []
-            for cert_id in sorted(view.entities):
-                entity = view.entities[cert_id]
-                endpoints = []
-                if cert_id == server_id:
-                    endpoints.append(
-                        cert_pb2.Endpoint(
-                            type=cert_pb2.Endpoint.EP_DAEMON, endpoint=policy.SERVER_ENDPOINT
-                        )
-                    )
-                infos.append(
-                    cert_pb2.CertificateInfo(
-                        certificate_id=cert_id,
-                        certificate=cert_pb2.Certificate(
-                            type=cert_pb2.CT_X509, certificate=entity.full_chain_pem
-                        ),
-                        endpoints=endpoints,
-                        modification_time=entity.modified_ns,
-                    )
-                )
-            return cert_pb2.GetCertificatesResponse(certificate_info=infos)
+            return self._listing.response(view, self._runtime.grpc.local_certificate)
 
         return await self._guarded(context, CertRpc.GET_CERTIFICATES.path, run)
 

@@ -113,7 +113,9 @@ class StreamTransaction:
             )
         if request.certificate_id:
             self._claim(request.certificate_id)
-        self._csr_key, csr_pem = await generate_key_and_csr(request.csr_params, self._runtime.grpc)
+        self._csr_key, csr_pem = await generate_key_and_csr(
+            request.csr_params, self._runtime.grpc, self._runtime.key_pool
+        )
         self._step = _Step.CSR_GENERATED
         return csr_response(csr_pem)
 

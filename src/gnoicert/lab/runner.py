@@ -95,9 +95,14 @@ class Lab:
 
     def _config(self, device: _Device) -> Config:
         try:
-            return load_config(device.paths.config)
+            config = load_config(device.paths.config)
         except ConfigError as exc:
             raise LabError(f"{device.paths.name}: {exc}") from None
+        # No key pool per device: a thousand devices would each keep a filler thread and keys
+        # for CSRs a lab rarely asks for (the device run alone keeps its configured pool).
+        return dataclasses.replace(
+            config, grpc=dataclasses.replace(config.grpc, key_pool_depths=())
+        )
 
     async def _start(self, device: _Device) -> None:
         name = device.paths.name

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -21,7 +23,7 @@ from gnoicert.daemon.auth import (
     verify_password,
 )
 from gnoicert.daemon.config import Role, User
-from gnoicert.daemon.errors import NotAuthorized, Unauthenticated
+from gnoicert.daemon.errors import NotAuthorized, RateLimited, Unauthenticated
 
 CM = "/gnoi.certificate.CertificateManagement/"
 WRITE_RPCS = [
@@ -623,3 +625,83 @@ class TestCacheAndReload:
         assert not errors
         assert len(seen) == 160
         assert a._host_locks == {}  # per-host locks are released
+
+
+class TestAuthenticateSoon:
+    """authenticate_soon answers exactly as authenticate; only a cached password skips the
+    worker thread (counted here by the scrypt calls it makes)."""
+
+    @staticmethod
+    def soon(a: Authenticator, metadata: dict[str, str], peer: str = PEER) -> Identity:
+        return asyncio.run(
+            a.authenticate_soon(
+                rpc=CM + "Rotate",
+                metadata=metadata,
+                peer=peer,
+                client_subject=None,
+                mutual_tls=False,
+                insecure=False,
+            )
+        )
+
+    @pytest.fixture
+    def scrypts(self, monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
+        """The thread of every scrypt run (auth's own function, wrapped to record)."""
+        calls: list[threading.Thread] = []
+        real = auth._scrypt
+
+        def recording(*args: Any) -> bytes:
+            calls.append(threading.current_thread())
+            return real(*args)
+
+        monkeypatch.setattr(auth, "_scrypt", recording)
+        return calls
+
+    def test_first_call_pays_scrypt_in_a_thread_then_none(
+        self, make: Callable[..., Authenticator], scrypts: list[threading.Thread]
+    ) -> None:
+        a = make()
+        assert self.soon(a, creds("ops", ADMIN_PW)).user == "ops"
+        assert len(scrypts) == 1
+        assert scrypts[0] is not threading.main_thread()
+        for _ in range(3):
+            assert self.soon(a, creds("ops", ADMIN_PW)).role is Role.ADMIN
+        assert len(scrypts) == 1
+
+    def test_a_wrong_password_after_a_cached_right_one_is_still_refused(
+        self, make: Callable[..., Authenticator], scrypts: list[threading.Thread]
+    ) -> None:
+        a = make()
+        self.soon(a, creds("ops", ADMIN_PW))
+        with pytest.raises(Unauthenticated):
+            self.soon(a, creds("ops", ADMIN_PW + "x"))
+        assert len(scrypts) == 2
+
+    def test_a_blocked_host_is_refused_even_with_a_cached_password(
+        self, make: Callable[..., Authenticator]
+    ) -> None:
+        a = make(limit=2)
+        self.soon(a, creds("ops", ADMIN_PW))
+        for _ in range(2):
+            with pytest.raises(Unauthenticated):
+                self.soon(a, creds("ops", "wrong"))
+        with pytest.raises(RateLimited):
+            self.soon(a, creds("ops", ADMIN_PW))
+
+    def test_missing_metadata_and_cache_expiry_and_reload(
+        self,
+        make: Callable[..., Authenticator],
+        clock: FakeClock,
+        users: tuple[User, ...],
+        scrypts: list[threading.Thread],
+    ) -> None:
+        a = make()
+        with pytest.raises(Unauthenticated, match="metadata are required"):
+            self.soon(a, {"username": "ops"})
+        self.soon(a, creds("ops", ADMIN_PW))
+        clock.advance(auth._CACHE_TTL_S + 1)
+        self.soon(a, creds("ops", ADMIN_PW))
+        assert len(scrypts) == 2
+        a.replace_users(users)
+        self.soon(a, creds("ops", ADMIN_PW))
+        assert len(scrypts) == 3
