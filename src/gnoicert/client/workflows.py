@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import serialization
 
 from gnoicert.client import messages
 from gnoicert.client.authmode import MODE_SWITCH_WAIT_S, client_certificates_required
-from gnoicert.client.ca import new_key
 from gnoicert.client.certinfo import key_description, load_csr, san_strings, subject_text
 from gnoicert.client.channel import ChannelOptions, open_channel
 from gnoicert.client.errors import (
@@ -678,6 +677,8 @@ class CertClient:
         return messages.csr_from_generated(response.generated_csr)
 
     async def _client_csr(self, params: CsrParams) -> tuple[PrivateKey, bytes]:
+        from gnoicert.client.ca import new_key  # the local CA module only when a key is made
+
         key = await asyncio.to_thread(new_key, params.key_type, params.key_size)
         try:
             csr_pem = build_csr(key, params.subject())
