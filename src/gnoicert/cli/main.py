@@ -31,17 +31,19 @@ from gnoicert.cli.documents import (
     usage_error,
 )
 from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
+from gnoicert.common.exit_codes import (
+    EXIT_EXPIRING,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_USAGE,
+    EXIT_VALIDATION,
+)
 
 if TYPE_CHECKING:
     from gnoicert.client.errors import RpcFailed
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_VALIDATION = 3
-EXIT_EXPIRING = 4
-EXIT_STOPPED = 5
-EXIT_INTERRUPTED = 130
 
 _ARGS_FILE_ERROR = "cannot read args file"
 

@@ -29,6 +29,15 @@ from gnoicert.client.errors import (
 from gnoicert.client.fleet.inventory import Target
 from gnoicert.client.fleet.report import Outcome
 from gnoicert.client.fleet.rollout import Rollout, phases
+from gnoicert.common.exit_codes import (
+    EXIT_EXPIRING,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_USAGE,
+    EXIT_VALIDATION,
+)
 
 if TYPE_CHECKING:
     from gnoicert.client.workflows import CertClient
@@ -37,15 +46,7 @@ SUCCESS: frozenset[str] = frozenset({"committed", "ok"})
 # A failure of the certificate itself: the target kept its old one and nothing else went wrong.
 CERTIFICATE_FAILURES: frozenset[str] = frozenset({"validation_failed", "preflight_failed"})
 
-# Fleet exit codes (documented with the CLI's others); when several apply, the first of
-# EXIT_ORDER wins.
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_VALIDATION = 3
-EXIT_EXPIRING = 4
-EXIT_STOPPED = 5
-EXIT_INTERRUPTED = 130
+# When several fleet exit codes apply, the first of EXIT_ORDER wins.
 EXIT_ORDER = (EXIT_USAGE, EXIT_INTERRUPTED, EXIT_STOPPED, EXIT_FAILED, EXIT_VALIDATION)
 
 StopReason = Literal["canary", "max-failures", "interrupted"]
