@@ -16,7 +16,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gnoicert import __version__
@@ -140,121 +140,120 @@ def _expand_args_files(argv: Sequence[str], parser: ArgsFileParser, *, depth: in
     return tokens
 
 
+_OptionSpec = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def _option(*flags: str, **settings: Any) -> _OptionSpec:
+    """One row of an option table: the flags and the add_argument settings."""
+    return flags, settings
+
+
+def _add_options(
+    group: argparse.ArgumentParser | argparse._ArgumentGroup,
+    options: Sequence[_OptionSpec],
+    **overrides: Any,
+) -> None:
+    """Add a table of options, each with `overrides` over its own settings."""
+    for flags, settings in options:
+        group.add_argument(*flags, **{**settings, **overrides})
+
+
+def _shared(suppress: bool) -> dict[str, Any]:
+    """The settings of a shared option: unset stays None, or absent on a subcommand."""
+    if suppress:
+        return {"default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+    return {"default": None}
+
+
 def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Options shared by every command. Added to the main parser, and to each subcommand with
     SUPPRESS defaults, so they may come before or after the command name. Their help is shown
     once, by `gnoicert --help`. Unset options stay None here: config.py fills them in (flag >
     GNOICERT_* > config file > default)."""
-
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
-
-    def shown(text: str) -> str:
-        return argparse.SUPPRESS if suppress else text
-
-    group = parser.add_argument_group("connection") if not suppress else parser
-    group.add_argument(
-        "-t",
-        "--target",
-        metavar="HOST[:PORT]",
-        action="append",
-        default=default(None),
-        help=shown(
-            f"the target to dial (port {DEFAULT_PORT}, or --port, when omitted); repeatable and "
-            "comma-separated for several (-t r1,r2 -t 10.0.0.3); with --inventory, a name there "
-            "selects that target"
+    connection = (
+        _option(
+            "-t",
+            "--target",
+            metavar="HOST[:PORT]",
+            action="append",
+            help=f"the target to dial (port {DEFAULT_PORT}, or --port, when omitted); repeatable "
+            "and comma-separated for several (-t r1,r2 -t 10.0.0.3); with --inventory, a name "
+            "there selects that target",
+        ),
+        _option(
+            "--port",
+            metavar="PORT",
+            type=_positive_int,
+            help=f"port for a --target that names none (default {DEFAULT_PORT})",
+        ),
+        _option(
+            "--ca-file",
+            metavar="FILE",
+            help="CA certificates (PEM) the target's certificate must chain to (default: the "
+            "system store)",
+        ),
+        _option("--cert", metavar="FILE", help="client certificate (PEM) for mutual TLS"),
+        _option("--key", metavar="FILE", help="private key (PEM) of the client certificate"),
+        _option(
+            "--server-name",
+            metavar="NAME",
+            help="name to check in the target's certificate (when dialling an IP)",
+        ),
+        _option("-u", "--username", metavar="USER", help="user name sent as gRPC metadata"),
+        _option(
+            "--password-env",
+            metavar="VAR",
+            help="read the password from this environment variable",
+        ),
+        _option(
+            "--password-file",
+            metavar="FILE",
+            help="read the password from the first line of this file (without either, it is "
+            "prompted for on a terminal)",
+        ),
+        _option(
+            "--timeout",
+            metavar="SECONDS",
+            type=_positive_float,
+            help=f"per-RPC timeout (default {DEFAULT_TIMEOUT_S:g})",
+        ),
+        _option(
+            "--insecure",
+            action="store_true",
+            help="plaintext gRPC, no TLS (only for targets serving plaintext)",
         ),
     )
-    group.add_argument(
-        "--port",
-        metavar="PORT",
-        type=_positive_int,
-        default=default(None),
-        help=shown(f"port for a --target that names none (default {DEFAULT_PORT})"),
-    )
-    group.add_argument(
-        "--ca-file",
-        metavar="FILE",
-        default=default(None),
-        help=shown(
-            "CA certificates (PEM) the target's certificate must chain to "
-            "(default: the system store)"
+    settings = (
+        _option(
+            "--config",
+            metavar="FILE",
+            help="client configuration file (default ~/.config/gnoicert/config.toml)",
+        ),
+        _option(
+            "--profile",
+            metavar="NAME",
+            help="use the [profiles.NAME] table of the configuration file",
         ),
     )
-    group.add_argument(
-        "--cert",
-        metavar="FILE",
-        default=default(None),
-        help=shown("client certificate (PEM) for mutual TLS"),
+    _add_options(
+        parser.add_argument_group("connection") if not suppress else parser,
+        connection,
+        **_shared(suppress),
     )
-    group.add_argument(
-        "--key",
-        metavar="FILE",
-        default=default(None),
-        help=shown("private key (PEM) of the client certificate"),
+    _fleet_options(parser, suppress=suppress)
+    _add_options(
+        parser.add_argument_group("configuration") if not suppress else parser,
+        settings,
+        **_shared(suppress),
     )
-    group.add_argument(
-        "--server-name",
-        metavar="NAME",
-        default=default(None),
-        help=shown("name to check in the target's certificate (when dialling an IP)"),
-    )
-    group.add_argument(
-        "-u",
-        "--username",
-        metavar="USER",
-        default=default(None),
-        help=shown("user name sent as gRPC metadata"),
-    )
-    group.add_argument(
-        "--password-env",
-        metavar="VAR",
-        default=default(None),
-        help=shown("read the password from this environment variable"),
-    )
-    group.add_argument(
-        "--password-file",
-        metavar="FILE",
-        default=default(None),
-        help=shown(
-            "read the password from the first line of this file "
-            "(without either, it is prompted for on a terminal)"
-        ),
-    )
-    group.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        default=default(None),
-        help=shown(f"per-RPC timeout (default {DEFAULT_TIMEOUT_S:g})"),
-    )
-    group.add_argument(
-        "--insecure",
-        action="store_true",
-        default=default(None),
-        help=shown("plaintext gRPC, no TLS (only for targets serving plaintext)"),
-    )
-    _fleet_options(parser, default=default, shown=shown, suppress=suppress)
-    settings = parser.add_argument_group("configuration") if not suppress else parser
-    settings.add_argument(
-        "--config",
-        metavar="FILE",
-        default=default(None),
-        help=shown("client configuration file (default ~/.config/gnoicert/config.toml)"),
-    )
-    settings.add_argument(
-        "--profile",
-        metavar="NAME",
-        default=default(None),
-        help=shown("use the [profiles.NAME] table of the configuration file"),
-    )
+    default = argparse.SUPPRESS if suppress else None
     output = parser.add_argument_group("output")
     output.add_argument(
         "-o",
         "--output",
         choices=FORMATS,
         metavar="FORMAT",
-        default=default(None),
+        default=default,
         help="table, json, yaml or tsv (default: a table on a terminal, tab-separated text for "
         f"listings in a pipe; or {OUTPUT_ENV})",
     )
@@ -263,107 +262,92 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         dest="output",
         action="store_const",
         const="json",
-        default=default(None),
+        default=default,
         help="shorthand for --output json",
     )
     output.add_argument(
         "-v",
         "--verbose",
         action="count",
-        default=default(None),
+        default=default,
         help="show the steps (-vv: also every RPC with its time, and gRPC's own logs)",
     )
 
 
-def _fleet_options(
-    parser: argparse.ArgumentParser,
-    *,
-    default: Callable[[Any], Any],
-    shown: Callable[[str], str],
-    suppress: bool,
-) -> None:
+def _fleet_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Many targets at once (docs/operator-guide.md, "Fleet"): selection, rollout, report."""
     from gnoicert.client.fleet.rollout import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S
 
-    group = parser.add_argument_group("fleet") if not suppress else parser
-    group.add_argument(
-        "--inventory",
-        metavar="FILE",
-        default=default(None),
-        help=shown("act on the targets of this YAML inventory (all, or those -t/--limit select)"),
-    )
-    group.add_argument(
-        "--limit",
-        metavar="PATTERN",
-        action="append",
-        default=default(None),
-        help=shown("keep targets whose name or a group matches this glob (repeatable, commas)"),
-    )
-    group.add_argument(
-        "--shard",
-        metavar="I/N",
-        default=default(None),
-        help=shown("act on shard I of N of the selected targets (a stable split by name)"),
-    )
-    group.add_argument(
-        "--concurrency",
-        metavar="N",
-        type=_positive_int,
-        default=default(None),
-        help=shown(f"targets in flight at once (default {DEFAULT_CONCURRENCY})"),
-    )
-    group.add_argument(
-        "--target-timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        default=default(None),
-        help=shown(f"time allowed to one target (default {DEFAULT_TARGET_TIMEOUT_S:g})"),
-    )
-    group.add_argument(
-        "--canary",
-        metavar="N",
-        type=_non_negative_int,
-        default=default(None),
-        help=shown("run the first N targets alone; the rest only if every one succeeded"),
-    )
-    group.add_argument(
-        "--batch-size",
-        metavar="N|P%",
-        type=_size,
-        default=default(None),
-        help=shown("after the canary, start the rest in batches of N targets (or P%% of them)"),
-    )
-    group.add_argument(
-        "--max-failures",
-        metavar="N|P%",
-        type=_size_or_zero,
-        default=default(None),
-        help=shown(
-            "stop starting targets once more than N (or P%%) have failed; those in flight end "
-            "on their own (default: no limit)"
+    fleet = (
+        _option(
+            "--inventory",
+            metavar="FILE",
+            help="act on the targets of this YAML inventory (all, or those -t/--limit select)",
+        ),
+        _option(
+            "--limit",
+            metavar="PATTERN",
+            action="append",
+            help="keep targets whose name or a group matches this glob (repeatable, commas)",
+        ),
+        _option(
+            "--shard",
+            metavar="I/N",
+            help="act on shard I of N of the selected targets (a stable split by name)",
+        ),
+        _option(
+            "--concurrency",
+            metavar="N",
+            type=_positive_int,
+            help=f"targets in flight at once (default {DEFAULT_CONCURRENCY})",
+        ),
+        _option(
+            "--target-timeout",
+            metavar="SECONDS",
+            type=_positive_float,
+            help=f"time allowed to one target (default {DEFAULT_TARGET_TIMEOUT_S:g})",
+        ),
+        _option(
+            "--canary",
+            metavar="N",
+            type=_non_negative_int,
+            help="run the first N targets alone; the rest only if every one succeeded",
+        ),
+        _option(
+            "--batch-size",
+            metavar="N|P%",
+            type=_size,
+            help="after the canary, start the rest in batches of N targets (or P%% of them)",
+        ),
+        _option(
+            "--max-failures",
+            metavar="N|P%",
+            type=_size_or_zero,
+            help="stop starting targets once more than N (or P%%) have failed; those in flight "
+            "end on their own (default: no limit)",
+        ),
+        _option(
+            "--pause",
+            metavar="SECONDS",
+            type=_non_negative_float,
+            help="wait this long between batches (default 0)",
+        ),
+        _option(
+            "--report",
+            metavar="FILE",
+            help="append one JSON line per target as it ends, then a summary line",
+        ),
+        _option(
+            "--resume",
+            metavar="FILE",
+            help="skip the targets whose last record in this report is committed (or ok); the "
+            "report is appended to unless --report names another file",
         ),
     )
-    group.add_argument(
-        "--pause",
-        metavar="SECONDS",
-        type=_non_negative_float,
-        default=default(None),
-        help=shown("wait this long between batches (default 0)"),
-    )
-    group.add_argument(
-        "--report",
-        metavar="FILE",
-        default=default(None),
-        help=shown("append one JSON line per target as it ends, then a summary line"),
-    )
-    group.add_argument(
-        "--resume",
-        metavar="FILE",
-        default=default(None),
-        help=shown(
-            "skip the targets whose last record in this report is committed (or ok); the "
-            "report is appended to unless --report names another file"
-        ),
+    _add_options(
+        parser.add_argument_group("fleet") if not suppress else parser,
+        fleet,
+        **_shared(suppress),
     )
 
 
