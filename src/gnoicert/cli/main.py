@@ -16,8 +16,8 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from gnoicert import __version__
 from gnoicert.cli.documents import (
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 
 _ARGS_FILE_ERROR = "cannot read args file"
+_N = TypeVar("_N", int, float)
 
 
 class ArgsFileParser(argparse.ArgumentParser):
@@ -351,158 +352,140 @@ def _fleet_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def _size(text: str) -> Any:
-    from gnoicert.client.fleet.rollout import parse_size
+def _rollout_size(*, allow_zero: bool) -> Callable[[str], Any]:
+    """An argparse type for N or P% (--batch-size, --max-failures)."""
 
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def parse(text: str) -> Any:
+        from gnoicert.client.fleet.rollout import parse_size
 
+        try:
+            return parse_size(text, allow_zero=allow_zero)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-def _size_or_zero(text: str) -> Any:
-    from gnoicert.client.fleet.rollout import parse_size
-
-    try:
-        return parse_size(text, allow_zero=True)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def _number(convert: Callable[[str], _N], noun: str, *, positive: bool) -> Callable[[str], _N]:
+    """An argparse type for a positive or a non-negative int or float."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError("must be positive")
+        if not positive and not value >= 0:  # NaN is negative here
+            raise argparse.ArgumentTypeError("must not be negative")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
+_size = _rollout_size(allow_zero=False)
+_size_or_zero = _rollout_size(allow_zero=True)
+_positive_float = _number(float, "a number", positive=True)
+_non_negative_float = _number(float, "a number", positive=False)
+_positive_int = _number(int, "a whole number", positive=True)
+_non_negative_int = _number(int, "a whole number", positive=False)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def _optional_id(parser: argparse.ArgumentParser, what: str) -> None:
+    """The certificate ID operand, which an inventory may supply instead."""
+    parser.add_argument("certificate_id", metavar="ID", nargs="?", help=what + _ID_NOTE)
 
 
 def _csr_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("CSR parameters")
-    group.add_argument(
-        "--common-name",
-        "--cn",
-        dest="common_name",
-        default=None,
-        metavar="CN",
-        help="subject common name (also a DNS SAN when it is a name)",
+    csr = (
+        _option(
+            "--common-name",
+            "--cn",
+            dest="common_name",
+            metavar="CN",
+            help="subject common name (also a DNS SAN when it is a name)",
+        ),
+        _option("--country", metavar="CC", help="two-letter country code"),
+        _option("--state", help="subject state or province"),
+        _option("--city", help="subject locality"),
+        _option("--organization", "--org", dest="organization", help="subject organization"),
+        _option(
+            "--organizational-unit",
+            "--ou",
+            dest="organizational_unit",
+            help="subject organizational unit",
+        ),
+        _option("--ip-address", "--ip", dest="ip_address", help="IP address (becomes an IP SAN)"),
+        _option("--email-id", "--email", dest="email_id", help="e-mail address of the subject"),
+        _option(
+            "--key-type",
+            choices=("rsa", "ecdsa"),
+            help="rsa (default) or ecdsa; ecdsa (P-256) keys are always made by this client",
+        ),
+        _option(
+            "--key-size",
+            type=_positive_int,
+            help=f"RSA key size (the minimum asked of the target); default {DEFAULT_RSA_KEY_SIZE}",
+        ),
     )
-    group.add_argument("--country", default=None, metavar="CC", help="two-letter country code")
-    group.add_argument("--state", default=None, help="subject state or province")
-    group.add_argument("--city", default=None, help="subject locality")
-    group.add_argument(
-        "--organization", "--org", dest="organization", default=None, help="subject organization"
-    )
-    group.add_argument(
-        "--organizational-unit",
-        "--ou",
-        dest="organizational_unit",
-        default=None,
-        help="subject organizational unit",
-    )
-    group.add_argument(
-        "--ip-address",
-        "--ip",
-        dest="ip_address",
-        default=None,
-        help="IP address (becomes an IP SAN)",
-    )
-    group.add_argument(
-        "--email-id", "--email", dest="email_id", default=None, help="e-mail address of the subject"
-    )
-    group.add_argument(
-        "--key-type",
-        choices=("rsa", "ecdsa"),
-        default=None,
-        help="rsa (default) or ecdsa; ecdsa (P-256) keys are always made by this client",
-    )
-    group.add_argument(
-        "--key-size",
-        type=_positive_int,
-        default=None,
-        help=f"RSA key size (the minimum asked of the target); default {DEFAULT_RSA_KEY_SIZE}",
-    )
+    _add_options(parser.add_argument_group("CSR parameters"), csr, default=None)
 
 
 def _workflow_options(parser: argparse.ArgumentParser) -> None:
+    """What install and rotate share: the CSR, the signer and the workflow switches."""
     _csr_options(parser)
     group = parser.add_argument_group("signing")
-    signer = group.add_mutually_exclusive_group()
-    signer.add_argument("--ca-dir", metavar="DIR", help="sign with the local CA in DIR")
-    signer.add_argument(
-        "--sign-command",
-        metavar="CMD",
-        help="sign by running CMD (CSR on stdin, PEM certificate on stdout)",
+    signers = (
+        _option("--ca-dir", metavar="DIR", help="sign with the local CA in DIR"),
+        _option(
+            "--sign-command",
+            metavar="CMD",
+            help="sign by running CMD (CSR on stdin, PEM certificate on stdout)",
+        ),
     )
-    group.add_argument(
-        "--days",
-        type=_positive_int,
-        default=365,
-        metavar="DAYS",
-        help="validity of certificates signed by --ca-dir (default 365)",
+    signing = (
+        _option(
+            "--days",
+            type=_positive_int,
+            default=365,
+            metavar="DAYS",
+            help="validity of certificates signed by --ca-dir (default 365)",
+        ),
+        _option(
+            "--signer-timeout",
+            type=_positive_float,
+            default=60.0,
+            metavar="SECONDS",
+            help="time allowed to --sign-command (default 60)",
+        ),
     )
-    group.add_argument(
-        "--signer-timeout",
-        type=_positive_float,
-        default=60.0,
-        metavar="SECONDS",
-        help="time allowed to --sign-command (default 60)",
+    workflow = (
+        _option(
+            "--key-source",
+            choices=("auto", "target", "client"),
+            default="auto",
+            help="who makes the key pair: auto (ask the target first), target, client",
+        ),
+        _option(
+            "--ca-bundle",
+            metavar="FILE",
+            help="CA bundle (PEM) to load with the certificate; replaces the target's",
+        ),
+        _option(
+            "--dry-run",
+            action="store_true",
+            help="check everything that can be checked without changing the target (no stream, "
+            "no GenerateCSR) and list what could not be; nothing is sent",
+        ),
+        _option(
+            "--no-preflight",
+            action="store_true",
+            help="skip the client-side checks of the signed certificate",
+        ),
     )
-    flow = parser.add_argument_group("workflow")
-    flow.add_argument(
-        "--key-source",
-        choices=("auto", "target", "client"),
-        default="auto",
-        help="who makes the key pair: auto (ask the target first), target, client",
-    )
-    flow.add_argument(
-        "--ca-bundle",
-        metavar="FILE",
-        help="CA bundle (PEM) to load with the certificate; replaces the target's",
-    )
-    flow.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check everything that can be checked without changing the target (no stream, "
-        "no GenerateCSR) and list what could not be; nothing is sent",
-    )
-    flow.add_argument(
-        "--no-preflight",
-        action="store_true",
-        help="skip the client-side checks of the signed certificate",
-    )
+    _add_options(group.add_mutually_exclusive_group(), signers)
+    _add_options(group, signing)
+    _add_options(parser.add_argument_group("workflow"), workflow)
 
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -579,11 +562,14 @@ def build_parser() -> ArgsFileParser:
     def command(name: str, *, connects: bool = True) -> argparse.ArgumentParser:
         return described(commands, name, name, connects=connects)
 
-    install = command("install")
-    install.add_argument(
-        "certificate_id", metavar="ID", nargs="?", help="the new certificate's ID" + _ID_NOTE
-    )
-    _workflow_options(install)
+    def change_command(name: str, what: str) -> argparse.ArgumentParser:
+        """install and rotate: the ID operand, then the CSR, signing and workflow options."""
+        sub = command(name)
+        _optional_id(sub, what)
+        _workflow_options(sub)
+        return sub
+
+    install = change_command("install", "the new certificate's ID")
     install.add_argument(
         "--require-san",
         action="store_true",
@@ -591,14 +577,7 @@ def build_parser() -> ArgsFileParser:
         "(for the certificate the gRPC server will present)",
     )
 
-    rotate = command("rotate")
-    rotate.add_argument(
-        "certificate_id",
-        metavar="ID",
-        nargs="?",
-        help="the ID whose certificate to replace" + _ID_NOTE,
-    )
-    _workflow_options(rotate)
+    rotate = change_command("rotate", "the ID whose certificate to replace")
     rotate.add_argument(
         "--no-tls-check",
         action="store_true",
@@ -635,12 +614,7 @@ def build_parser() -> ArgsFileParser:
     )
 
     csr = command("generate-csr")
-    csr.add_argument(
-        "certificate_id",
-        metavar="ID",
-        nargs="?",
-        help="the ID the target keeps the key under" + _ID_NOTE,
-    )
+    _optional_id(csr, "the ID the target keeps the key under")
     _csr_options(csr)
     csr.add_argument(
         "--out",
