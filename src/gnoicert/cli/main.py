@@ -31,15 +31,13 @@ from gnoicert.cli.documents import (
     usage_error,
 )
 from gnoicert.common.constants import DEFAULT_PORT, DEFAULT_RSA_KEY_SIZE, DEFAULT_TIMEOUT_S
-from gnoicert.common.exit_codes import (
-    EXIT_EXPIRING,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_STOPPED,
-    EXIT_USAGE,
-    EXIT_VALIDATION,
-)
+from gnoicert.common.exit_codes import EXIT_EXPIRING as EXIT_EXPIRING
+from gnoicert.common.exit_codes import EXIT_FAILED as EXIT_FAILED
+from gnoicert.common.exit_codes import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from gnoicert.common.exit_codes import EXIT_OK as EXIT_OK
+from gnoicert.common.exit_codes import EXIT_STOPPED as EXIT_STOPPED
+from gnoicert.common.exit_codes import EXIT_USAGE as EXIT_USAGE
+from gnoicert.common.exit_codes import EXIT_VALIDATION as EXIT_VALIDATION
 
 if TYPE_CHECKING:
     from gnoicert.client.errors import RpcFailed
