@@ -138,17 +138,10 @@ def error_fields(exc: BaseException, *, message: str, hint: str) -> dict[str, An
     reads on stderr, and the machine fields of that kind (gRPC code and reason, checks)."""
     from gnoicert.cli.errors import flag
     from gnoicert.cli.output import to_jsonable
-    from gnoicert.client.errors import (
-        InputError,
-        PreflightFailed,
-        ProtocolError,
-        RpcFailed,
-        SignerError,
-        ValidationFailed,
-    )
+    from gnoicert.client import errors as client_errors
 
     error: dict[str, Any] = {"kind": "other", "message": message, "hint": hint}
-    if isinstance(exc, RpcFailed):
+    if isinstance(exc, client_errors.RpcFailed):
         error.update(
             kind="rpc",
             rpc=exc.rpc,
@@ -157,19 +150,19 @@ def error_fields(exc: BaseException, *, message: str, hint: str) -> dict[str, An
             details=exc.details,
             failure=str(exc.kind),
         )
-    elif isinstance(exc, ValidationFailed):
+    elif isinstance(exc, client_errors.ValidationFailed):
         error.update(kind="validation", checks=to_jsonable(exc.checks))
-    elif isinstance(exc, PreflightFailed):
+    elif isinstance(exc, client_errors.PreflightFailed):
         error.update(kind="preflight", checks=to_jsonable(exc.report.checks))
-    elif isinstance(exc, InputError):
+    elif isinstance(exc, client_errors.InputError):
         error["kind"] = "input"
         if flag(exc.field):
             error["option"] = flag(exc.field)
         if exc.check:
             error["check"] = exc.check
-    elif isinstance(exc, SignerError):
+    elif isinstance(exc, client_errors.SignerError):
         error["kind"] = "signer"
-    elif isinstance(exc, ProtocolError):
+    elif isinstance(exc, client_errors.ProtocolError):
         error["kind"] = "protocol"
     elif isinstance(exc, OSError):
         error["kind"] = "io"

@@ -8,10 +8,10 @@ the result a table per target and a summary line; otherwise one line per target 
 from __future__ import annotations
 
 import sys
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from gnoicert.cli.documents import AUTO, is_structured
+from gnoicert.common.closeable import Closeable
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -27,7 +27,7 @@ _STOP_WORDS = {
 }
 
 
-class FleetView:
+class FleetView(Closeable):
     """Progress while the run goes, then the result in the format asked for."""
 
     def __init__(self, fmt: str, *, total: int, command: str, already: int = 0) -> None:
@@ -42,7 +42,7 @@ class FleetView:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
-    def __enter__(self) -> FleetView:
+    def __enter__(self) -> Self:
         if self.live:
             from rich.console import Console
             from rich.progress import (
@@ -69,12 +69,8 @@ class FleetView:
             )
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop the progress display (leaving the `with` block does it)."""
         if self._progress is not None:
             self._progress.stop()
 

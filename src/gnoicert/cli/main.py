@@ -17,7 +17,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from gnoicert import __version__
 from gnoicert.cli.documents import (
@@ -37,19 +37,20 @@ from gnoicert.common.constants import (
     EXPORTER_INTERVAL_S,
     EXPORTER_LISTEN,
 )
+from gnoicert.common.exit_codes import EXIT_EXPIRING as EXIT_EXPIRING
+from gnoicert.common.exit_codes import EXIT_FAILED as EXIT_FAILED
+from gnoicert.common.exit_codes import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from gnoicert.common.exit_codes import EXIT_OK as EXIT_OK
+from gnoicert.common.exit_codes import EXIT_STOPPED as EXIT_STOPPED
+from gnoicert.common.exit_codes import EXIT_USAGE as EXIT_USAGE
+from gnoicert.common.exit_codes import EXIT_VALIDATION as EXIT_VALIDATION
 
 if TYPE_CHECKING:
     from gnoicert.client.errors import RpcFailed
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_VALIDATION = 3
-EXIT_EXPIRING = 4
-EXIT_STOPPED = 5
-EXIT_INTERRUPTED = 130
 
 _ARGS_FILE_ERROR = "cannot read args file"
+_N = TypeVar("_N", int, float)
 
 
 class ArgsFileParser(argparse.ArgumentParser):
@@ -144,121 +145,120 @@ def _expand_args_files(argv: Sequence[str], parser: ArgsFileParser, *, depth: in
     return tokens
 
 
+_OptionSpec = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def _option(*flags: str, **settings: Any) -> _OptionSpec:
+    """One row of an option table: the flags and the add_argument settings."""
+    return flags, settings
+
+
+def _add_options(
+    group: argparse.ArgumentParser | argparse._ArgumentGroup,
+    options: Sequence[_OptionSpec],
+    **overrides: Any,
+) -> None:
+    """Add a table of options, each with `overrides` over its own settings."""
+    for flags, settings in options:
+        group.add_argument(*flags, **{**settings, **overrides})
+
+
+def _shared(suppress: bool) -> dict[str, Any]:
+    """The settings of a shared option: unset stays None, or absent on a subcommand."""
+    if suppress:
+        return {"default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+    return {"default": None}
+
+
 def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Options shared by every command. Added to the main parser, and to each subcommand with
     SUPPRESS defaults, so they may come before or after the command name. Their help is shown
     once, by `gnoicert --help`. Unset options stay None here: config.py fills them in (flag >
     GNOICERT_* > config file > default)."""
-
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
-
-    def shown(text: str) -> str:
-        return argparse.SUPPRESS if suppress else text
-
-    group = parser.add_argument_group("connection") if not suppress else parser
-    group.add_argument(
-        "-t",
-        "--target",
-        metavar="HOST[:PORT]",
-        action="append",
-        default=default(None),
-        help=shown(
-            f"the target to dial (port {DEFAULT_PORT}, or --port, when omitted); repeatable and "
-            "comma-separated for several (-t r1,r2 -t 10.0.0.3); with --inventory, a name there "
-            "selects that target"
+    connection = (
+        _option(
+            "-t",
+            "--target",
+            metavar="HOST[:PORT]",
+            action="append",
+            help=f"the target to dial (port {DEFAULT_PORT}, or --port, when omitted); repeatable "
+            "and comma-separated for several (-t r1,r2 -t 10.0.0.3); with --inventory, a name "
+            "there selects that target",
+        ),
+        _option(
+            "--port",
+            metavar="PORT",
+            type=_positive_int,
+            help=f"port for a --target that names none (default {DEFAULT_PORT})",
+        ),
+        _option(
+            "--ca-file",
+            metavar="FILE",
+            help="CA certificates (PEM) the target's certificate must chain to (default: the "
+            "system store)",
+        ),
+        _option("--cert", metavar="FILE", help="client certificate (PEM) for mutual TLS"),
+        _option("--key", metavar="FILE", help="private key (PEM) of the client certificate"),
+        _option(
+            "--server-name",
+            metavar="NAME",
+            help="name to check in the target's certificate (when dialling an IP)",
+        ),
+        _option("-u", "--username", metavar="USER", help="user name sent as gRPC metadata"),
+        _option(
+            "--password-env",
+            metavar="VAR",
+            help="read the password from this environment variable",
+        ),
+        _option(
+            "--password-file",
+            metavar="FILE",
+            help="read the password from the first line of this file (without either, it is "
+            "prompted for on a terminal)",
+        ),
+        _option(
+            "--timeout",
+            metavar="SECONDS",
+            type=_positive_float,
+            help=f"per-RPC timeout (default {DEFAULT_TIMEOUT_S:g})",
+        ),
+        _option(
+            "--insecure",
+            action="store_true",
+            help="plaintext gRPC, no TLS (only for targets serving plaintext)",
         ),
     )
-    group.add_argument(
-        "--port",
-        metavar="PORT",
-        type=_positive_int,
-        default=default(None),
-        help=shown(f"port for a --target that names none (default {DEFAULT_PORT})"),
-    )
-    group.add_argument(
-        "--ca-file",
-        metavar="FILE",
-        default=default(None),
-        help=shown(
-            "CA certificates (PEM) the target's certificate must chain to "
-            "(default: the system store)"
+    settings = (
+        _option(
+            "--config",
+            metavar="FILE",
+            help="client configuration file (default ~/.config/gnoicert/config.toml)",
+        ),
+        _option(
+            "--profile",
+            metavar="NAME",
+            help="use the [profiles.NAME] table of the configuration file",
         ),
     )
-    group.add_argument(
-        "--cert",
-        metavar="FILE",
-        default=default(None),
-        help=shown("client certificate (PEM) for mutual TLS"),
+    _add_options(
+        parser.add_argument_group("connection") if not suppress else parser,
+        connection,
+        **_shared(suppress),
     )
-    group.add_argument(
-        "--key",
-        metavar="FILE",
-        default=default(None),
-        help=shown("private key (PEM) of the client certificate"),
+    _fleet_options(parser, suppress=suppress)
+    _add_options(
+        parser.add_argument_group("configuration") if not suppress else parser,
+        settings,
+        **_shared(suppress),
     )
-    group.add_argument(
-        "--server-name",
-        metavar="NAME",
-        default=default(None),
-        help=shown("name to check in the target's certificate (when dialling an IP)"),
-    )
-    group.add_argument(
-        "-u",
-        "--username",
-        metavar="USER",
-        default=default(None),
-        help=shown("user name sent as gRPC metadata"),
-    )
-    group.add_argument(
-        "--password-env",
-        metavar="VAR",
-        default=default(None),
-        help=shown("read the password from this environment variable"),
-    )
-    group.add_argument(
-        "--password-file",
-        metavar="FILE",
-        default=default(None),
-        help=shown(
-            "read the password from the first line of this file "
-            "(without either, it is prompted for on a terminal)"
-        ),
-    )
-    group.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        default=default(None),
-        help=shown(f"per-RPC timeout (default {DEFAULT_TIMEOUT_S:g})"),
-    )
-    group.add_argument(
-        "--insecure",
-        action="store_true",
-        default=default(None),
-        help=shown("plaintext gRPC, no TLS (only for targets serving plaintext)"),
-    )
-    _fleet_options(parser, default=default, shown=shown, suppress=suppress)
-    settings = parser.add_argument_group("configuration") if not suppress else parser
-    settings.add_argument(
-        "--config",
-        metavar="FILE",
-        default=default(None),
-        help=shown("client configuration file (default ~/.config/gnoicert/config.toml)"),
-    )
-    settings.add_argument(
-        "--profile",
-        metavar="NAME",
-        default=default(None),
-        help=shown("use the [profiles.NAME] table of the configuration file"),
-    )
+    default = argparse.SUPPRESS if suppress else None
     output = parser.add_argument_group("output")
     output.add_argument(
         "-o",
         "--output",
         choices=FORMATS,
         metavar="FORMAT",
-        default=default(None),
+        default=default,
         help="table, json, yaml or tsv (default: a table on a terminal, tab-separated text for "
         f"listings in a pipe; or {OUTPUT_ENV})",
     )
@@ -267,262 +267,229 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         dest="output",
         action="store_const",
         const="json",
-        default=default(None),
+        default=default,
         help="shorthand for --output json",
     )
     output.add_argument(
         "-v",
         "--verbose",
         action="count",
-        default=default(None),
+        default=default,
         help="show the steps (-vv: also every RPC with its time, and gRPC's own logs)",
     )
 
 
-def _fleet_options(
-    parser: argparse.ArgumentParser,
-    *,
-    default: Callable[[Any], Any],
-    shown: Callable[[str], str],
-    suppress: bool,
-) -> None:
+def _fleet_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Many targets at once (docs/operator-guide.md, "Fleet"): selection, rollout, report."""
     from gnoicert.client.fleet.rollout import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S
 
-    group = parser.add_argument_group("fleet") if not suppress else parser
-    group.add_argument(
-        "--inventory",
-        metavar="FILE",
-        default=default(None),
-        help=shown("act on the targets of this YAML inventory (all, or those -t/--limit select)"),
-    )
-    group.add_argument(
-        "--limit",
-        metavar="PATTERN",
-        action="append",
-        default=default(None),
-        help=shown("keep targets whose name or a group matches this glob (repeatable, commas)"),
-    )
-    group.add_argument(
-        "--shard",
-        metavar="I/N",
-        default=default(None),
-        help=shown("act on shard I of N of the selected targets (a stable split by name)"),
-    )
-    group.add_argument(
-        "--concurrency",
-        metavar="N",
-        type=_positive_int,
-        default=default(None),
-        help=shown(f"targets in flight at once (default {DEFAULT_CONCURRENCY})"),
-    )
-    group.add_argument(
-        "--target-timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        default=default(None),
-        help=shown(f"time allowed to one target (default {DEFAULT_TARGET_TIMEOUT_S:g})"),
-    )
-    group.add_argument(
-        "--canary",
-        metavar="N",
-        type=_non_negative_int,
-        default=default(None),
-        help=shown("run the first N targets alone; the rest only if every one succeeded"),
-    )
-    group.add_argument(
-        "--batch-size",
-        metavar="N|P%",
-        type=_size,
-        default=default(None),
-        help=shown("after the canary, start the rest in batches of N targets (or P%% of them)"),
-    )
-    group.add_argument(
-        "--max-failures",
-        metavar="N|P%",
-        type=_size_or_zero,
-        default=default(None),
-        help=shown(
-            "stop starting targets once more than N (or P%%) have failed; those in flight end "
-            "on their own (default: no limit)"
+    fleet = (
+        _option(
+            "--inventory",
+            metavar="FILE",
+            help="act on the targets of this YAML inventory (all, or those -t/--limit select)",
+        ),
+        _option(
+            "--limit",
+            metavar="PATTERN",
+            action="append",
+            help="keep targets whose name or a group matches this glob (repeatable, commas)",
+        ),
+        _option(
+            "--shard",
+            metavar="I/N",
+            help="act on shard I of N of the selected targets (a stable split by name)",
+        ),
+        _option(
+            "--concurrency",
+            metavar="N",
+            type=_positive_int,
+            help=f"targets in flight at once (default {DEFAULT_CONCURRENCY})",
+        ),
+        _option(
+            "--target-timeout",
+            metavar="SECONDS",
+            type=_positive_float,
+            help=f"time allowed to one target (default {DEFAULT_TARGET_TIMEOUT_S:g})",
+        ),
+        _option(
+            "--canary",
+            metavar="N",
+            type=_non_negative_int,
+            help="run the first N targets alone; the rest only if every one succeeded",
+        ),
+        _option(
+            "--batch-size",
+            metavar="N|P%",
+            type=_size,
+            help="after the canary, start the rest in batches of N targets (or P%% of them)",
+        ),
+        _option(
+            "--max-failures",
+            metavar="N|P%",
+            type=_size_or_zero,
+            help="stop starting targets once more than N (or P%%) have failed; those in flight "
+            "end on their own (default: no limit)",
+        ),
+        _option(
+            "--pause",
+            metavar="SECONDS",
+            type=_non_negative_float,
+            help="wait this long between batches (default 0)",
+        ),
+        _option(
+            "--report",
+            metavar="FILE",
+            help="append one JSON line per target as it ends, then a summary line",
+        ),
+        _option(
+            "--resume",
+            metavar="FILE",
+            help="skip the targets whose last record in this report is committed (or ok); the "
+            "report is appended to unless --report names another file",
         ),
     )
-    group.add_argument(
-        "--pause",
-        metavar="SECONDS",
-        type=_non_negative_float,
-        default=default(None),
-        help=shown("wait this long between batches (default 0)"),
-    )
-    group.add_argument(
-        "--report",
-        metavar="FILE",
-        default=default(None),
-        help=shown("append one JSON line per target as it ends, then a summary line"),
-    )
-    group.add_argument(
-        "--resume",
-        metavar="FILE",
-        default=default(None),
-        help=shown(
-            "skip the targets whose last record in this report is committed (or ok); the "
-            "report is appended to unless --report names another file"
-        ),
+    _add_options(
+        parser.add_argument_group("fleet") if not suppress else parser,
+        fleet,
+        **_shared(suppress),
     )
 
 
-def _size(text: str) -> Any:
-    from gnoicert.client.fleet.rollout import parse_size
+def _rollout_size(*, allow_zero: bool) -> Callable[[str], Any]:
+    """An argparse type for N or P% (--batch-size, --max-failures)."""
 
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def parse(text: str) -> Any:
+        from gnoicert.client.fleet.rollout import parse_size
 
+        try:
+            return parse_size(text, allow_zero=allow_zero)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-def _size_or_zero(text: str) -> Any:
-    from gnoicert.client.fleet.rollout import parse_size
-
-    try:
-        return parse_size(text, allow_zero=True)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def _number(convert: Callable[[str], _N], noun: str, *, positive: bool) -> Callable[[str], _N]:
+    """An argparse type for a positive or a non-negative int or float."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError("must be positive")
+        if not positive and not value >= 0:  # NaN is negative here
+            raise argparse.ArgumentTypeError("must not be negative")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
+_size = _rollout_size(allow_zero=False)
+_size_or_zero = _rollout_size(allow_zero=True)
+_positive_float = _number(float, "a number", positive=True)
+_non_negative_float = _number(float, "a number", positive=False)
+_positive_int = _number(int, "a whole number", positive=True)
+_non_negative_int = _number(int, "a whole number", positive=False)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def _optional_id(parser: argparse.ArgumentParser, what: str) -> None:
+    """The certificate ID operand, which an inventory may supply instead."""
+    parser.add_argument("certificate_id", metavar="ID", nargs="?", help=what + _ID_NOTE)
 
 
 def _csr_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("CSR parameters")
-    group.add_argument(
-        "--common-name",
-        "--cn",
-        dest="common_name",
-        default=None,
-        metavar="CN",
-        help="subject common name (also a DNS SAN when it is a name)",
+    csr = (
+        _option(
+            "--common-name",
+            "--cn",
+            dest="common_name",
+            metavar="CN",
+            help="subject common name (also a DNS SAN when it is a name)",
+        ),
+        _option("--country", metavar="CC", help="two-letter country code"),
+        _option("--state", help="subject state or province"),
+        _option("--city", help="subject locality"),
+        _option("--organization", "--org", dest="organization", help="subject organization"),
+        _option(
+            "--organizational-unit",
+            "--ou",
+            dest="organizational_unit",
+            help="subject organizational unit",
+        ),
+        _option("--ip-address", "--ip", dest="ip_address", help="IP address (becomes an IP SAN)"),
+        _option("--email-id", "--email", dest="email_id", help="e-mail address of the subject"),
+        _option(
+            "--key-type",
+            choices=("rsa", "ecdsa"),
+            help="rsa (default) or ecdsa; ecdsa (P-256) keys are always made by this client",
+        ),
+        _option(
+            "--key-size",
+            type=_positive_int,
+            help=f"RSA key size (the minimum asked of the target); default {DEFAULT_RSA_KEY_SIZE}",
+        ),
     )
-    group.add_argument("--country", default=None, metavar="CC", help="two-letter country code")
-    group.add_argument("--state", default=None, help="subject state or province")
-    group.add_argument("--city", default=None, help="subject locality")
-    group.add_argument(
-        "--organization", "--org", dest="organization", default=None, help="subject organization"
-    )
-    group.add_argument(
-        "--organizational-unit",
-        "--ou",
-        dest="organizational_unit",
-        default=None,
-        help="subject organizational unit",
-    )
-    group.add_argument(
-        "--ip-address",
-        "--ip",
-        dest="ip_address",
-        default=None,
-        help="IP address (becomes an IP SAN)",
-    )
-    group.add_argument(
-        "--email-id", "--email", dest="email_id", default=None, help="e-mail address of the subject"
-    )
-    group.add_argument(
-        "--key-type",
-        choices=("rsa", "ecdsa"),
-        default=None,
-        help="rsa (default) or ecdsa; ecdsa (P-256) keys are always made by this client",
-    )
-    group.add_argument(
-        "--key-size",
-        type=_positive_int,
-        default=None,
-        help=f"RSA key size (the minimum asked of the target); default {DEFAULT_RSA_KEY_SIZE}",
-    )
+    _add_options(parser.add_argument_group("CSR parameters"), csr, default=None)
 
 
 def _workflow_options(parser: argparse.ArgumentParser) -> None:
+    """What install and rotate share: the CSR, the signer and the workflow switches."""
     _csr_options(parser)
     group = parser.add_argument_group("signing")
-    signer = group.add_mutually_exclusive_group()
-    signer.add_argument("--ca-dir", metavar="DIR", help="sign with the local CA in DIR")
-    signer.add_argument(
-        "--sign-command",
-        metavar="CMD",
-        help="sign by running CMD (CSR on stdin, PEM certificate on stdout)",
+    signers = (
+        _option("--ca-dir", metavar="DIR", help="sign with the local CA in DIR"),
+        _option(
+            "--sign-command",
+            metavar="CMD",
+            help="sign by running CMD (CSR on stdin, PEM certificate on stdout)",
+        ),
     )
-    group.add_argument(
-        "--days",
-        type=_positive_int,
-        default=365,
-        metavar="DAYS",
-        help="validity of certificates signed by --ca-dir (default 365)",
+    signing = (
+        _option(
+            "--days",
+            type=_positive_int,
+            default=365,
+            metavar="DAYS",
+            help="validity of certificates signed by --ca-dir (default 365)",
+        ),
+        _option(
+            "--signer-timeout",
+            type=_positive_float,
+            default=60.0,
+            metavar="SECONDS",
+            help="time allowed to --sign-command (default 60)",
+        ),
     )
-    group.add_argument(
-        "--signer-timeout",
-        type=_positive_float,
-        default=60.0,
-        metavar="SECONDS",
-        help="time allowed to --sign-command (default 60)",
+    workflow = (
+        _option(
+            "--key-source",
+            choices=("auto", "target", "client"),
+            default="auto",
+            help="who makes the key pair: auto (ask the target first), target, client",
+        ),
+        _option(
+            "--ca-bundle",
+            metavar="FILE",
+            help="CA bundle (PEM) to load with the certificate; replaces the target's",
+        ),
+        _option(
+            "--dry-run",
+            action="store_true",
+            help="check everything that can be checked without changing the target (no stream, "
+            "no GenerateCSR) and list what could not be; nothing is sent",
+        ),
+        _option(
+            "--no-preflight",
+            action="store_true",
+            help="skip the client-side checks of the signed certificate",
+        ),
     )
-    flow = parser.add_argument_group("workflow")
-    flow.add_argument(
-        "--key-source",
-        choices=("auto", "target", "client"),
-        default="auto",
-        help="who makes the key pair: auto (ask the target first), target, client",
-    )
-    flow.add_argument(
-        "--ca-bundle",
-        metavar="FILE",
-        help="CA bundle (PEM) to load with the certificate; replaces the target's",
-    )
-    flow.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check everything that can be checked without changing the target (no stream, "
-        "no GenerateCSR) and list what could not be; nothing is sent",
-    )
-    flow.add_argument(
-        "--no-preflight",
-        action="store_true",
-        help="skip the client-side checks of the signed certificate",
-    )
+    _add_options(group.add_mutually_exclusive_group(), signers)
+    _add_options(group, signing)
+    _add_options(parser.add_argument_group("workflow"), workflow)
 
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -617,11 +584,14 @@ def build_parser() -> ArgsFileParser:
     def command(name: str, *, connects: bool = True) -> argparse.ArgumentParser:
         return described(commands, name, name, connects=connects)
 
-    install = command("install")
-    install.add_argument(
-        "certificate_id", metavar="ID", nargs="?", help="the new certificate's ID" + _ID_NOTE
-    )
-    _workflow_options(install)
+    def change_command(name: str, what: str) -> argparse.ArgumentParser:
+        """install and rotate: the ID operand, then the CSR, signing and workflow options."""
+        sub = command(name)
+        _optional_id(sub, what)
+        _workflow_options(sub)
+        return sub
+
+    install = change_command("install", "the new certificate's ID")
     install.add_argument(
         "--require-san",
         action="store_true",
@@ -629,14 +599,7 @@ def build_parser() -> ArgsFileParser:
         "(for the certificate the gRPC server will present)",
     )
 
-    rotate = command("rotate")
-    rotate.add_argument(
-        "certificate_id",
-        metavar="ID",
-        nargs="?",
-        help="the ID whose certificate to replace" + _ID_NOTE,
-    )
-    _workflow_options(rotate)
+    rotate = change_command("rotate", "the ID whose certificate to replace")
     rotate.add_argument(
         "--no-tls-check",
         action="store_true",
@@ -673,12 +636,7 @@ def build_parser() -> ArgsFileParser:
     )
 
     csr = command("generate-csr")
-    csr.add_argument(
-        "certificate_id",
-        metavar="ID",
-        nargs="?",
-        help="the ID the target keeps the key under" + _ID_NOTE,
-    )
+    _optional_id(csr, "the ID the target keeps the key under")
     _csr_options(csr)
     csr.add_argument(
         "--out",

@@ -121,19 +121,28 @@ def _preflight(report: PreflightReport, console: Console) -> None:
     _checks("preflight", report.checks, console)
 
 
-def _dry_run(
-    certificate_id: str, target: str, not_checked: tuple[str, ...], console: Console
-) -> None:
-    """The verdict of a dry run, and what it could not check."""
+def _dry_run(result: InstallResult | RotateResult | LoadResult, console: Console) -> bool:
+    """Print the preflight checks and, for a dry run, its verdict and what it could not check.
+
+    True when it was a dry run: nothing was sent that changes the target, so nothing follows.
+    """
+    _preflight(result.preflight, console)
+    if not result.dry_run:
+        return False
     console.print(
-        f"dry run: {certificate_id} passed the checks for {target}; nothing was sent that "
-        "changes the target",
+        f"dry run: {result.certificate_id} passed the checks for {result.target}; nothing was "
+        "sent that changes the target",
         markup=False,
     )
-    if not_checked:
+    if result.not_checked:
         console.print("not checked:")
-        for item in not_checked:
+        for item in result.not_checked:
             console.print(f"  - {item}", markup=False)
+    return True
+
+
+def _bundle_loaded(size: int) -> str:
+    return f", CA bundle of {size} loaded" if size else ""
 
 
 _NEXT_WITH_CERTIFICATE = (
@@ -169,11 +178,9 @@ def _mode(required: bool | None, *, expected: bool, console: Console) -> None:
 def _install(result: InstallResult, console: Console) -> None:
     from rich.markup import escape
 
-    _preflight(result.preflight, console)
-    if result.dry_run:
-        _dry_run(result.certificate_id, result.target, result.not_checked, console)
+    if _dry_run(result, console):
         return
-    bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
+    bundle = _bundle_loaded(result.ca_bundle_size)
     console.print(
         f"installed [bold]{escape(result.certificate_id)}[/] on {result.target}: "
         f"{escape(result.subject)}, key made by the {result.key_source}{bundle}"
@@ -188,12 +195,10 @@ def _rotate(result: RotateResult, console: Console) -> None:
 
     for note in result.notes:
         console.print(f"note: {note} (--no-tls-check inferred)", markup=False)
-    _preflight(result.preflight, console)
-    if result.dry_run:
-        _dry_run(result.certificate_id, result.target, result.not_checked, console)
+    if _dry_run(result, console):
         return
     _checks("validation", result.validation, console)
-    bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
+    bundle = _bundle_loaded(result.ca_bundle_size)
     console.print(
         f"rotated [bold]{escape(result.certificate_id)}[/] on {result.target} and finalized: "
         f"{escape(result.subject)}, key made by the {result.key_source}{bundle}"
@@ -365,11 +370,9 @@ def _csr(result: GeneratedCsr, console: Console) -> None:
 
 
 def _load(result: LoadResult, console: Console) -> None:
-    _preflight(result.preflight, console)
-    if result.dry_run:
-        _dry_run(result.certificate_id, result.target, result.not_checked, console)
+    if _dry_run(result, console):
         return
-    bundle = f", CA bundle of {result.ca_bundle_size} loaded" if result.ca_bundle_size else ""
+    bundle = _bundle_loaded(result.ca_bundle_size)
     console.print(
         f"loaded {result.certificate_id} on {result.target} (sha256 {result.fingerprint}){bundle}",
         markup=False,

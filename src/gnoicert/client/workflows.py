@@ -37,6 +37,7 @@ from gnoicert.client.models import (
     CaBundleResult,
     CertificateInfo,
     CheckResult,
+    CheckStatus,
     CsrCapability,
     CsrParams,
     GeneratedCsr,
@@ -737,27 +738,28 @@ _UNLISTED = CheckResult(
 )
 
 
+def _id_verdict(status: CheckStatus, detail: str) -> CheckResult:
+    return CheckResult(name="certificate-id", status=status, detail=detail)
+
+
+def _listed(certificate_id: str, listing: Sequence[CertificateInfo]) -> CertificateInfo | None:
+    return next((i for i in listing if i.certificate_id == certificate_id), None)
+
+
 def _id_check(
     flavour: _Flavour, certificate_id: str, listing: Sequence[CertificateInfo] | None
 ) -> CheckResult:
     """Install needs a new ID, Rotate an existing one (docs/behaviour.md §2)."""
     if listing is None:
         return _UNLISTED
-    info = next((i for i in listing if i.certificate_id == certificate_id), None)
-    name = "certificate-id"
+    info = _listed(certificate_id, listing)
     if flavour is _INSTALL:
         if info is not None:
-            return CheckResult(
-                name=name, status="fail", detail=f"{certificate_id} already exists on the target"
-            )
-        return CheckResult(name=name, status="pass", detail=f"{certificate_id} is a new ID")
+            return _id_verdict("fail", f"{certificate_id} already exists on the target")
+        return _id_verdict("pass", f"{certificate_id} is a new ID")
     if info is None:
-        return CheckResult(
-            name=name, status="fail", detail=f"{certificate_id} is not on the target"
-        )
-    return CheckResult(
-        name=name, status="pass", detail=f"{certificate_id} is present (sha256 {info.fingerprint})"
-    )
+        return _id_verdict("fail", f"{certificate_id} is not on the target")
+    return _id_verdict("pass", f"{certificate_id} is present (sha256 {info.fingerprint})")
 
 
 def _load_target_check(
@@ -766,20 +768,17 @@ def _load_target_check(
     """A unary load onto the gRPC server's certificate is refused unless forced."""
     if listing is None:
         return _UNLISTED
-    info = next((i for i in listing if i.certificate_id == certificate_id), None)
-    name = "certificate-id"
+    info = _listed(certificate_id, listing)
     if info is None:
-        return CheckResult(name=name, status="pass", detail=f"{certificate_id} is a new ID")
+        return _id_verdict("pass", f"{certificate_id} is a new ID")
     if any(e.endpoint == SERVER_ENDPOINT for e in info.endpoints):
         detail = (
             f"{certificate_id} is the gRPC server's certificate ({SERVER_ENDPOINT} endpoint): a "
             "unary load replaces it with no validation step and no rollback"
         )
-        return CheckResult(name=name, status="warn" if force else "fail", detail=detail)
-    return CheckResult(
-        name=name,
-        status="pass",
-        detail=f"replaces the certificate of {certificate_id} (sha256 {info.fingerprint})",
+        return _id_verdict("warn" if force else "fail", detail)
+    return _id_verdict(
+        "pass", f"replaces the certificate of {certificate_id} (sha256 {info.fingerprint})"
     )
 
 

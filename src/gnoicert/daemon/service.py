@@ -121,6 +121,23 @@ def _parsed_certificate(pem: bytes) -> x509.Certificate | None:
         return None
 
 
+def _stream_rpc(
+    kind: Kind, response_type: Callable[..., _Response]
+) -> Callable[..., AsyncIterator[_Response]]:
+    """The handler of one stream RPC: `_serve_stream`, closed with the handler, not at GC."""
+
+    async def handler(
+        self: CertificateService, request_iterator: AsyncIterator[Any], context: Context
+    ) -> AsyncGenerator[_Response, None]:
+        stream = self._serve_stream(kind, request_iterator, context, response_type)
+        async with contextlib.aclosing(stream) as responses:
+            async for response in responses:
+                yield response
+
+    handler.__name__ = str(kind)  # "Rotate", "Install" in tracebacks
+    return handler
+
+
 class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     """gnoi.certificate.CertificateManagement over the PKI store (docs/behaviour.md §s 2 to 4)."""
 
@@ -138,29 +155,9 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
 
     # -- streams ------------------------------------------------------------------------------
 
-    async def Rotate(
-        self,
-        request_iterator: AsyncIterator[cert_pb2.RotateCertificateRequest],
-        context: Context,
-    ) -> AsyncIterator[cert_pb2.RotateCertificateResponse]:
-        stream = self._serve_stream(
-            Kind.ROTATE, request_iterator, context, cert_pb2.RotateCertificateResponse
-        )
-        async with contextlib.aclosing(stream) as responses:  # closed with the handler, not at GC
-            async for response in responses:
-                yield response
-
-    async def Install(
-        self,
-        request_iterator: AsyncIterator[cert_pb2.InstallCertificateRequest],
-        context: Context,
-    ) -> AsyncIterator[cert_pb2.InstallCertificateResponse]:
-        stream = self._serve_stream(
-            Kind.INSTALL, request_iterator, context, cert_pb2.InstallCertificateResponse
-        )
-        async with contextlib.aclosing(stream) as responses:  # closed with the handler, not at GC
-            async for response in responses:
-                yield response
+    # Rotate and Install differ only in their kind and response type (docs/behaviour.md §3).
+    Rotate = _stream_rpc(Kind.ROTATE, cert_pb2.RotateCertificateResponse)
+    Install = _stream_rpc(Kind.INSTALL, cert_pb2.InstallCertificateResponse)
 
     async def _serve_stream(
         self,

@@ -28,26 +28,27 @@ def device_name(number: int) -> str:
     return f"dev{number:04d}"
 
 
+class _Below:
+    """A fixed name below a layout's folder, read as a Path attribute (`base` names the folder)."""
+
+    def __init__(self, base: str, name: str) -> None:
+        self._base = base
+        self._name = name
+
+    def __get__(self, layout: object, owner: type | None = None) -> Path:
+        folder: Path = getattr(layout, self._base)
+        return folder / self._name
+
+
 @dataclass(frozen=True, slots=True)
 class DevicePaths:
     name: str
     directory: Path
 
-    @property
-    def config(self) -> Path:
-        return self.directory / "gnoicertd.toml"
-
-    @property
-    def state(self) -> Path:
-        return self.directory / "state"
-
-    @property
-    def audit_log(self) -> Path:
-        return self.directory / "audit.log"
-
-    @property
-    def factory_pem(self) -> Path:
-        return self.directory / "factory.pem"
+    config = _Below("directory", "gnoicertd.toml")
+    state = _Below("directory", "state")
+    audit_log = _Below("directory", "audit.log")
+    factory_pem = _Below("directory", "factory.pem")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,33 +59,13 @@ class LabLayout:
     def at(cls, workdir: str | Path) -> LabLayout:
         return cls(Path(workdir).absolute())
 
-    @property
-    def record(self) -> Path:
-        return self.root / "lab.json"
-
-    @property
-    def ca_dir(self) -> Path:
-        return self.root / "ca"
-
-    @property
-    def operator_pem(self) -> Path:
-        return self.root / "operator.pem"
-
-    @property
-    def operator_key(self) -> Path:
-        return self.root / "operator.key"
-
-    @property
-    def password(self) -> Path:
-        return self.root / "password"
-
-    @property
-    def inventory(self) -> Path:
-        return self.root / "inventory.yaml"
-
-    @property
-    def held(self) -> Path:
-        return self.root / "held"
+    record = _Below("root", "lab.json")
+    ca_dir = _Below("root", "ca")
+    operator_pem = _Below("root", "operator.pem")
+    operator_key = _Below("root", "operator.key")
+    password = _Below("root", "password")
+    inventory = _Below("root", "inventory.yaml")
+    held = _Below("root", "held")
 
     def device(self, number: int) -> DevicePaths:
         name = device_name(number)

@@ -18,10 +18,11 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import IO, Any, Literal, TypeAlias, get_args
 
 from gnoicert.client.errors import InputError
+from gnoicert.common.closeable import Closeable
 
 Outcome: TypeAlias = Literal[
     "committed",
@@ -141,7 +142,7 @@ class SummaryRecord:
 Record: TypeAlias = TargetRecord | SummaryRecord
 
 
-class ReportWriter:
+class ReportWriter(Closeable):
     """Appends records to a report file, each flushed and fsynced before `write` returns.
 
     Opening cuts off an unterminated last line (a crash mid-write), so what follows starts on
@@ -164,17 +165,6 @@ class ReportWriter:
     def close(self) -> None:
         with self._lock:
             self._file.close()
-
-    def __enter__(self) -> ReportWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _jsonable(value: Any) -> Any:

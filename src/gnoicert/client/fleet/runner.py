@@ -29,6 +29,7 @@ from gnoicert.client.errors import (
 from gnoicert.client.fleet.inventory import Target
 from gnoicert.client.fleet.report import Outcome
 from gnoicert.client.fleet.rollout import Rollout, phases
+from gnoicert.common import exit_codes as codes
 
 if TYPE_CHECKING:
     from gnoicert.client.workflows import CertClient
@@ -37,16 +38,14 @@ SUCCESS: frozenset[str] = frozenset({"committed", "ok"})
 # A failure of the certificate itself: the target kept its old one and nothing else went wrong.
 CERTIFICATE_FAILURES: frozenset[str] = frozenset({"validation_failed", "preflight_failed"})
 
-# Fleet exit codes (documented with the CLI's others); when several apply, the first of
-# EXIT_ORDER wins.
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_VALIDATION = 3
-EXIT_EXPIRING = 4
-EXIT_STOPPED = 5
-EXIT_INTERRUPTED = 130
-EXIT_ORDER = (EXIT_USAGE, EXIT_INTERRUPTED, EXIT_STOPPED, EXIT_FAILED, EXIT_VALIDATION)
+# When several fleet exit codes apply, the first of EXIT_ORDER wins.
+EXIT_ORDER = (
+    codes.EXIT_USAGE,
+    codes.EXIT_INTERRUPTED,
+    codes.EXIT_STOPPED,
+    codes.EXIT_FAILED,
+    codes.EXIT_VALIDATION,
+)
 
 StopReason = Literal["canary", "max-failures", "interrupted"]
 Operation = Callable[["CertClient", Target], Awaitable[Any]]
@@ -128,16 +127,16 @@ def exit_code(
     rule; 130 interrupted. The first of 130, 5, 1, 3, 4 that applies wins."""
     failures = [e for e in ended if e.failed and e.outcome != "skipped"]
     if stopped_by == "interrupted":
-        return EXIT_INTERRUPTED
+        return codes.EXIT_INTERRUPTED
     if stopped_by is not None:
-        return EXIT_STOPPED
+        return codes.EXIT_STOPPED
     if any(e.outcome not in CERTIFICATE_FAILURES for e in failures):
-        return EXIT_FAILED
+        return codes.EXIT_FAILED
     if failures:
-        return EXIT_VALIDATION
+        return codes.EXIT_VALIDATION
     if any(e.outcome == "skipped" for e in ended):
-        return EXIT_FAILED
-    return EXIT_EXPIRING if expiring else EXIT_OK
+        return codes.EXIT_FAILED
+    return codes.EXIT_EXPIRING if expiring else codes.EXIT_OK
 
 
 class FleetRunner:
