@@ -271,8 +271,10 @@ def test_json_log_lines_parse_and_carry_the_audit_fields(
         assert {"time", "level", "logger", "message"} <= entry.keys()
         assert entry["time"].endswith("Z")
     assert any("ready on port" in e["message"] and e["level"] == "info" for e in entries)
-    [load] = [e for e in entries if e.get("event") == "install"]
-    assert load["outcome"] == "committed"
+    installs = [e for e in entries if e.get("event") == "install"]
+    # The intent record before the commit, then its closing record (docs/behaviour.md §8).
+    assert [e["outcome"] for e in installs] == ["intent", "committed"]
+    load = installs[-1]
     assert load["logger"] == "gnoicert.audit"
     assert load["certificate_id"] == "web"
     assert load["rpc"] == "/gnoi.certificate.CertificateManagement/Install"
