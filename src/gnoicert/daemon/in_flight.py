@@ -52,15 +52,8 @@ def _around(behavior: Any, enter: Callable[[], _T], leave: Callable[[_T], None])
     return behavior  # None (not this kind), or not async: not ours to wrap
 
 
-class InFlight(grpc.aio.ServerInterceptor):
-    """Counts running RPC handlers, so that stop() returns only after the handlers cancelled at
-    the end of the grace period have run their rollbacks and written their audit records (and
-    before the store and the audit log are closed under them)."""
-
-    def __init__(self) -> None:
-        self._running = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+class HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that only rewraps the handler it is given (None: not found, passed on)."""
 
     async def intercept_service(
         self,
@@ -70,6 +63,23 @@ class InFlight(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
+        return self.wrap(handler, handler_call_details.method)
+
+    def wrap(self, handler: Any, rpc: str) -> Any:
+        raise NotImplementedError
+
+
+class InFlight(HandlerInterceptor):
+    """Counts running RPC handlers, so that stop() returns only after the handlers cancelled at
+    the end of the grace period have run their rollbacks and written their audit records (and
+    before the store and the audit log are closed under them)."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def wrap(self, handler: Any, rpc: str) -> Any:
         return around_handler(handler, self._enter, lambda _: self._leave())
 
     async def wait_idle(self, timeout: float) -> bool:

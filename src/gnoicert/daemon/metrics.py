@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-import grpc
 import prometheus_client
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -25,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from gnoicert.daemon import policy
 from gnoicert.daemon.audit import AuditRecord, Event
-from gnoicert.daemon.in_flight import around_handler
+from gnoicert.daemon.in_flight import HandlerInterceptor, around_handler
 from gnoicert.daemon.tls import ServedCredentials
 from gnoicert.pki import crypto
 from gnoicert.pki.store import Store
@@ -270,20 +269,14 @@ class DaemonMetrics:
             self._thread = None
 
 
-class RpcTimer(grpc.aio.ServerInterceptor):
+class RpcTimer(HandlerInterceptor):
     """Times each gNOI handler from its start to its end, whatever the outcome."""
 
     def __init__(self, observe: Callable[[str, float], None]) -> None:
         self._observe = observe
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        rpc = handler_call_details.method
-        if handler is None or not rpc.startswith(_TIMED_SERVICES):
+    def wrap(self, handler: Any, rpc: str) -> Any:
+        if not rpc.startswith(_TIMED_SERVICES):
             return handler
         observe = self._observe
         return around_handler(
