@@ -75,17 +75,7 @@ def read_password(args: argparse.Namespace) -> str | None:
 def channel_options(args: argparse.Namespace) -> ChannelOptions:
     if not args.target:
         raise InputError("no target: give --target HOST:PORT")
-    return ChannelOptions.from_files(
-        args.target,
-        ca_file=args.ca_file,
-        cert_file=args.cert,
-        key_file=args.key,
-        server_name=args.server_name,
-        username=args.username,
-        password=read_password(args),
-        timeout=args.timeout,
-        insecure=args.insecure,
-    )
+    return ChannelOptions.from_settings(args.target, args, password=read_password(args))
 
 
 def csr_params(args: argparse.Namespace) -> CsrParams:

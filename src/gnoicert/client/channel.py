@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 import grpc.aio
@@ -31,6 +32,26 @@ DEFAULT_KEEPALIVE_TIMEOUT_S = 20.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 Metadata = tuple[tuple[str, str], ...]
+
+
+class ChannelSettings(Protocol):
+    """Connection settings as the CLI's flags and the fleet inventory both name them: the PEM
+    files by path (read by ChannelOptions.from_settings)."""
+
+    @property
+    def ca_file(self) -> str | Path | None: ...
+    @property
+    def cert(self) -> str | Path | None: ...
+    @property
+    def key(self) -> str | Path | None: ...
+    @property
+    def server_name(self) -> str | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def insecure(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +130,23 @@ class ChannelOptions:
             stream_timeout=stream_timeout,
             keepalive_s=keepalive_s,
             insecure=insecure,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, target: str, settings: ChannelSettings, *, password: str | None
+    ) -> ChannelOptions:
+        """from_files with the settings the CLI and the fleet inventory share."""
+        return cls.from_files(
+            target,
+            ca_file=settings.ca_file,
+            cert_file=settings.cert,
+            key_file=settings.key,
+            server_name=settings.server_name,
+            username=settings.username,
+            password=password,
+            timeout=settings.timeout,
+            insecure=settings.insecure,
         )
 
     @property

@@ -145,6 +145,19 @@ def _dummy_hash() -> str:
 # Identities and authorization
 
 
+@dataclass(frozen=True, kw_only=True)
+class AuthRequest:
+    """What the transport knows of one call, for Authenticator.authenticate. client_subject is
+    the subject of the client certificate the TLS layer verified (mutual TLS only)."""
+
+    rpc: str
+    metadata: Mapping[str, str]
+    peer: str
+    client_subject: str | None
+    mutual_tls: bool
+    insecure: bool
+
+
 @dataclass(frozen=True)
 class Identity:
     """The authenticated caller. insecure marks the anonymous admin of insecure mode."""
@@ -262,72 +275,31 @@ class Authenticator:
             self._failure_window_s = float(failure_window_s)
             self._failures.clear()
 
-    def authenticate(
-        self,
-        *,
-        rpc: str,
-        metadata: Mapping[str, str],
-        peer: str,
-        client_subject: str | None,
-        mutual_tls: bool,
-        insecure: bool,
-    ) -> Identity:
-        """The caller's identity, authorized for rpc. Raises Unauthenticated or NotAuthorized.
-
-        client_subject is the subject of the client certificate the TLS layer verified (mutual
-        TLS only). Blocking (scrypt): call it from a worker thread.
+    def authenticate(self, request: AuthRequest) -> Identity:
+        """The caller's identity, authorized for request.rpc. Raises Unauthenticated or
+        NotAuthorized. Blocking (scrypt): call it from a worker thread.
         """
-        return self._authenticate(
-            self._check_password,
-            rpc=rpc,
-            metadata=metadata,
-            peer=peer,
-            client_subject=client_subject,
-            mutual_tls=mutual_tls,
-            insecure=insecure,
-        )
+        return self._authenticate(self._check_password, request)
 
-    async def authenticate_soon(
-        self,
-        *,
-        rpc: str,
-        metadata: Mapping[str, str],
-        peer: str,
-        client_subject: str | None,
-        mutual_tls: bool,
-        insecure: bool,
-    ) -> Identity:
+    async def authenticate_soon(self, request: AuthRequest) -> Identity:
         """authenticate() for the event loop: at once when no scrypt is needed (no password
         asked, or one verified recently), else in a worker thread.
 
         Saves a thread hop on every call of a client that sends its password with each call.
         """
-        check = functools.partial(
-            self._authenticate,
-            rpc=rpc,
-            metadata=metadata,
-            peer=peer,
-            client_subject=client_subject,
-            mutual_tls=mutual_tls,
-            insecure=insecure,
-        )
         try:
-            return check(self._check_cached_password)
+            return self._authenticate(self._check_cached_password, request)
         except _NeedsScrypt:
-            return await asyncio.to_thread(check, self._check_password)
+            return await asyncio.to_thread(self._authenticate, self._check_password, request)
 
     def _authenticate(
         self,
         check_password: Callable[[Mapping[str, str], str], User],
-        *,
-        rpc: str,
-        metadata: Mapping[str, str],
-        peer: str,
-        client_subject: str | None,
-        mutual_tls: bool,
-        insecure: bool,
+        request: AuthRequest,
     ) -> Identity:
-        if insecure:
+        rpc, metadata, peer = request.rpc, request.metadata, request.peer
+        client_subject, mutual_tls = request.client_subject, request.mutual_tls
+        if request.insecure:
             return Identity(None, Role.ADMIN, client_subject, peer, insecure=True)
         if not requires_authentication(rpc):
             return Identity(None, Role.READ_ONLY, client_subject, peer)
@@ -357,11 +329,7 @@ class Authenticator:
     # ---------------------------------------------------------------------------------------
 
     def _check_password(self, metadata: Mapping[str, str], peer: str) -> User:
-        username = metadata.get(USERNAME_KEY)
-        password = metadata.get(PASSWORD_KEY)
-        if username is None or password is None:
-            # Not a guess: not counted against the host.
-            raise Unauthenticated("username and password gRPC metadata are required")
+        username, password = _credentials(metadata)
         host = peer_host(peer)
         host_lock = self._enter_host(host)
         try:
@@ -372,18 +340,11 @@ class Authenticator:
 
     def _check_cached_password(self, metadata: Mapping[str, str], peer: str) -> User:
         """_check_password's answer when it is known without scrypt; else _NeedsScrypt."""
-        username = metadata.get(USERNAME_KEY)
-        password = metadata.get(PASSWORD_KEY)
-        if username is None or password is None:
-            raise Unauthenticated("username and password gRPC metadata are required")
-        key = self._cache_key(username, password)
-        with self._lock:
-            now = self._clock()
-            self._raise_if_blocked(peer_host(peer), now)
-            user = self._users.get(username)
-            if user is not None and self._cache.get(key, -math.inf) > now:
-                self._failures.pop(peer_host(peer), None)
-                return user
+        username, password = _credentials(metadata)
+        host = peer_host(peer)
+        user, cached = self._cached_user(username, self._cache_key(username, password), host)
+        if cached and user is not None:
+            return user
         raise _NeedsScrypt
 
     def _cache_key(self, username: str, password: str) -> tuple[str, bytes]:
@@ -392,15 +353,25 @@ class Authenticator:
         ).digest()
         return (username, digest)
 
-    def _check_password_serialised(self, username: str, password: str, host: str) -> User:
-        key = self._cache_key(username, password)
+    def _cached_user(
+        self, username: str, key: tuple[str, bytes], host: str
+    ) -> tuple[User | None, bool]:
+        """The user, and whether this password was verified recently (then the host's failures
+        are forgiven). Raises RateLimited while the host is blocked."""
         with self._lock:
             now = self._clock()
             self._raise_if_blocked(host, now)
             user = self._users.get(username)
             if user is not None and self._cache.get(key, -math.inf) > now:
                 self._failures.pop(host, None)
-                return user
+                return user, True
+        return user, False
+
+    def _check_password_serialised(self, username: str, password: str, host: str) -> User:
+        key = self._cache_key(username, password)
+        user, cached = self._cached_user(username, key, host)
+        if cached and user is not None:
+            return user
         # scrypt outside the global lock: other hosts are not held up.
         ok = verify_password(password, user.password_hash if user else _dummy_hash())
         with self._lock:
@@ -461,3 +432,12 @@ class Authenticator:
                 del self._host_locks[host]
             else:
                 self._host_locks[host] = (lock, users - 1)
+
+
+def _credentials(metadata: Mapping[str, str]) -> tuple[str, str]:
+    """The username and password metadata; missing ones are not a guess (not counted)."""
+    username = metadata.get(USERNAME_KEY)
+    password = metadata.get(PASSWORD_KEY)
+    if username is None or password is None:
+        raise Unauthenticated("username and password gRPC metadata are required")
+    return username, password

@@ -1,24 +1,59 @@
-"""A server interceptor that counts running RPC handlers, so a stop can wait for them."""
+"""A server interceptor that counts running RPC handlers, so a stop can wait for them; and the
+handler wrapper it shares with the metrics' RPC timer."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
+_T = TypeVar("_T")
+_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 
-class InFlight(grpc.aio.ServerInterceptor):
-    """Counts running RPC handlers, so that stop() returns only after the handlers cancelled at
-    the end of the grace period have run their rollbacks and written their audit records (and
-    before the store and the audit log are closed under them)."""
 
-    def __init__(self) -> None:
-        self._running = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+def around_handler(handler: Any, enter: Callable[[], _T], leave: Callable[[_T], None]) -> Any:
+    """handler (a grpc.RpcMethodHandler) with each async behaviour run between enter() and
+    leave(enter's result): leave runs when a call ends, whatever the outcome, after a stream's
+    own finally (InFlight and the metrics' RpcTimer both need exactly that window)."""
+    return handler._replace(
+        **{kind: _around(getattr(handler, kind), enter, leave) for kind in _KINDS}
+    )
+
+
+def _around(behavior: Any, enter: Callable[[], _T], leave: Callable[[_T], None]) -> Any:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            entered = enter()
+            replies = behavior(request, context)
+            try:
+                async for reply in replies:
+                    yield reply
+            finally:
+                try:
+                    await replies.aclose()  # its own finally runs now, not at GC
+                finally:
+                    leave(entered)
+
+        return stream
+    if inspect.iscoroutinefunction(behavior):
+
+        async def call(request: Any, context: Any) -> Any:
+            entered = enter()
+            try:
+                return await behavior(request, context)
+            finally:
+                leave(entered)
+
+        return call
+    return behavior  # None (not this kind), or not async: not ours to wrap
+
+
+class HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that only rewraps the handler it is given (None: not found, passed on)."""
 
     async def intercept_service(
         self,
@@ -28,8 +63,24 @@ class InFlight(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        return handler._replace(**{kind: self._track(getattr(handler, kind)) for kind in kinds})
+        return self.wrap(handler, handler_call_details.method)
+
+    def wrap(self, handler: Any, rpc: str) -> Any:
+        raise NotImplementedError
+
+
+class InFlight(HandlerInterceptor):
+    """Counts running RPC handlers, so that stop() returns only after the handlers cancelled at
+    the end of the grace period have run their rollbacks and written their audit records (and
+    before the store and the audit log are closed under them)."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def wrap(self, handler: Any, rpc: str) -> Any:
+        return around_handler(handler, self._enter, lambda _: self._leave())
 
     async def wait_idle(self, timeout: float) -> bool:
         try:
@@ -46,31 +97,3 @@ class InFlight(grpc.aio.ServerInterceptor):
         self._running -= 1
         if not self._running:
             self._idle.set()
-
-    def _track(self, behavior: Any) -> Any:
-        if inspect.isasyncgenfunction(behavior):
-
-            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                self._enter()
-                replies = behavior(request, context)
-                try:
-                    async for reply in replies:
-                        yield reply
-                finally:
-                    try:
-                        await replies.aclose()  # its own finally runs now, not at GC
-                    finally:
-                        self._leave()
-
-            return stream
-        if inspect.iscoroutinefunction(behavior):
-
-            async def call(request: Any, context: Any) -> Any:
-                self._enter()
-                try:
-                    return await behavior(request, context)
-                finally:
-                    self._leave()
-
-            return call
-        return behavior  # None (not this kind), or not async: not ours to count

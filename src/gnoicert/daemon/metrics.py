@@ -9,15 +9,13 @@ names from certificates, fingerprints, RPC method names and audit reasons only.
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-import grpc
 import prometheus_client
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -26,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from gnoicert.daemon import policy
 from gnoicert.daemon.audit import AuditRecord, Event
+from gnoicert.daemon.in_flight import HandlerInterceptor, around_handler
 from gnoicert.daemon.tls import ServedCredentials
 from gnoicert.pki import crypto
 from gnoicert.pki.store import Store
@@ -270,51 +269,16 @@ class DaemonMetrics:
             self._thread = None
 
 
-class RpcTimer(grpc.aio.ServerInterceptor):
+class RpcTimer(HandlerInterceptor):
     """Times each gNOI handler from its start to its end, whatever the outcome."""
 
     def __init__(self, observe: Callable[[str, float], None]) -> None:
         self._observe = observe
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        rpc = handler_call_details.method
-        if handler is None or not rpc.startswith(_TIMED_SERVICES):
+    def wrap(self, handler: Any, rpc: str) -> Any:
+        if not rpc.startswith(_TIMED_SERVICES):
             return handler
-        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        return handler._replace(
-            **{kind: self._timed(rpc, getattr(handler, kind)) for kind in kinds}
-        )
-
-    def _timed(self, rpc: str, behavior: Any) -> Any:
         observe = self._observe
-        if inspect.isasyncgenfunction(behavior):
-
-            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                start = time.monotonic()
-                replies = behavior(request, context)
-                try:
-                    async for reply in replies:
-                        yield reply
-                finally:
-                    try:
-                        await replies.aclose()
-                    finally:
-                        observe(rpc, time.monotonic() - start)
-
-            return stream
-        if inspect.iscoroutinefunction(behavior):
-
-            async def call(request: Any, context: Any) -> Any:
-                start = time.monotonic()
-                try:
-                    return await behavior(request, context)
-                finally:
-                    observe(rpc, time.monotonic() - start)
-
-            return call
-        return behavior
+        return around_handler(
+            handler, time.monotonic, lambda start: observe(rpc, time.monotonic() - start)
+        )

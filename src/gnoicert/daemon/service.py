@@ -22,7 +22,7 @@ from cryptography import x509
 from gnoicert.common.rpc import CertRpc, SystemRpc
 from gnoicert.daemon import crash_points, errors, policy
 from gnoicert.daemon.audit import AuditRecord, Event, Outcome
-from gnoicert.daemon.auth import Authenticator
+from gnoicert.daemon.auth import Authenticator, AuthRequest
 from gnoicert.daemon.listing import Listing
 from gnoicert.daemon.load_validation import (
     Kind,
@@ -84,12 +84,14 @@ class Gate:
         mode = self._listener_mode()
         try:
             identity = await self.authenticator.authenticate_soon(
-                rpc=rpc,
-                metadata=metadata,
-                peer=peer,
-                client_subject=subject,
-                mutual_tls=mode is policy.TlsMode.MUTUAL,
-                insecure=mode is policy.TlsMode.INSECURE,
+                AuthRequest(
+                    rpc=rpc,
+                    metadata=metadata,
+                    peer=peer,
+                    client_subject=subject,
+                    mutual_tls=mode is policy.TlsMode.MUTUAL,
+                    insecure=mode is policy.TlsMode.INSECURE,
+                )
             )
         except (errors.Unauthenticated, errors.NotAuthorized) as exc:
             self._runtime.audit.record(

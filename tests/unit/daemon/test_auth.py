@@ -15,6 +15,7 @@ from gnoicert.daemon.auth import (
     READ_ONLY_RPCS,
     UNAUTHENTICATED_RPC_PREFIXES,
     Authenticator,
+    AuthRequest,
     Identity,
     authorize,
     hash_password,
@@ -87,7 +88,14 @@ def server_only(
     a: Authenticator, metadata: dict[str, str], rpc: str = CM + "Rotate", peer: str = PEER
 ) -> Identity:
     return a.authenticate(
-        rpc=rpc, metadata=metadata, peer=peer, client_subject=None, mutual_tls=False, insecure=False
+        AuthRequest(
+            rpc=rpc,
+            metadata=metadata,
+            peer=peer,
+            client_subject=None,
+            mutual_tls=False,
+            insecure=False,
+        )
     )
 
 
@@ -98,12 +106,14 @@ def mutual(
     rpc: str = CM + "Rotate",
 ) -> Identity:
     return a.authenticate(
-        rpc=rpc,
-        metadata=metadata,
-        peer=PEER,
-        client_subject=subject,
-        mutual_tls=True,
-        insecure=False,
+        AuthRequest(
+            rpc=rpc,
+            metadata=metadata,
+            peer=PEER,
+            client_subject=subject,
+            mutual_tls=True,
+            insecure=False,
+        )
     )
 
 
@@ -259,12 +269,14 @@ class TestModes:
     def test_insecure_is_anonymous_admin(self, make: Callable[..., Authenticator]) -> None:
         for users_ in [None, ()]:
             identity = make(users_).authenticate(
-                rpc=CM + "Rotate",
-                metadata={},
-                peer=PEER,
-                client_subject=None,
-                mutual_tls=False,
-                insecure=True,
+                AuthRequest(
+                    rpc=CM + "Rotate",
+                    metadata={},
+                    peer=PEER,
+                    client_subject=None,
+                    mutual_tls=False,
+                    insecure=True,
+                )
             )
             assert identity.role is Role.ADMIN
             assert identity.user is None
@@ -277,12 +289,14 @@ class TestModes:
     ) -> None:
         for users_ in [None, ()]:
             identity = make(users_).authenticate(
-                rpc=prefix + "Check",
-                metadata={},
-                peer=PEER,
-                client_subject=None,
-                mutual_tls=mutual_tls,
-                insecure=False,
+                AuthRequest(
+                    rpc=prefix + "Check",
+                    metadata={},
+                    peer=PEER,
+                    client_subject=None,
+                    mutual_tls=mutual_tls,
+                    insecure=False,
+                )
             )
             assert identity.user is None
 
@@ -635,12 +649,14 @@ class TestAuthenticateSoon:
     def soon(a: Authenticator, metadata: dict[str, str], peer: str = PEER) -> Identity:
         return asyncio.run(
             a.authenticate_soon(
-                rpc=CM + "Rotate",
-                metadata=metadata,
-                peer=peer,
-                client_subject=None,
-                mutual_tls=False,
-                insecure=False,
+                AuthRequest(
+                    rpc=CM + "Rotate",
+                    metadata=metadata,
+                    peer=peer,
+                    client_subject=None,
+                    mutual_tls=False,
+                    insecure=False,
+                )
             )
         )
 

@@ -187,17 +187,7 @@ class Target:
 
     def channel_options(self, *, password: str | None = None) -> ChannelOptions:
         """The ChannelOptions for this target (the PEM files are read here)."""
-        return ChannelOptions.from_files(
-            self.address,
-            ca_file=self.ca_file,
-            cert_file=self.cert,
-            key_file=self.key,
-            server_name=self.server_name,
-            username=self.username,
-            password=password,
-            timeout=self.timeout,
-            insecure=self.insecure,
-        )
+        return ChannelOptions.from_settings(self.address, self, password=password)
 
     def csr_params(self) -> CsrParams:
         return CsrParams(**self.csr)  # type: ignore[arg-type]  # checked by _check_csr
