@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-import yaml
-from nornir import InitNornir
 from nornir.core import Nornir
 
 from gnoicert.client.ca import LocalCA
@@ -26,6 +24,7 @@ from gnoicert.nornir import (
     rotate_certificate,
 )
 from tests.support.cli import NO_CLIENT_CERTIFICATE
+from tests.support.nornir import init_nornir
 from tests.support.target import PASSWORDS, TargetProcess, spawn_target, write_config
 
 CERT_ID = "nornir-cert"
@@ -73,22 +72,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             }
         }
         defaults = {"username": "admin", "password": PASSWORDS["admin"]}
-        files = {}
-        for kind, content in (("hosts", hosts), ("groups", groups), ("defaults", defaults)):
-            files[kind] = root / f"{kind}.yaml"
-            files[kind].write_text(yaml.safe_dump(content))
-        nornir = InitNornir(
-            runner={"plugin": "threaded", "options": {"num_workers": 4}},
-            inventory={
-                "plugin": "SimpleInventory",
-                "options": {
-                    "host_file": str(files["hosts"]),
-                    "group_file": str(files["groups"]),
-                    "defaults_file": str(files["defaults"]),
-                },
-            },
-            logging={"enabled": False},
-        )
+        nornir = init_nornir(root, hosts=hosts, groups=groups, defaults=defaults, workers=4)
         yield Fleet(daemons, LocalCA.init(root / "ca", key_type="ecdsa"), nornir)
     finally:
         for daemon in daemons.values():

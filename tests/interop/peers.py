@@ -1,6 +1,6 @@
 """The real peer programs (gnoic, gnxi gnoi_target and gnoi_cert) as subprocesses on loopback.
 
-They are test equipment kept beside the repository (../shared/peers from the repository root),
+They are test equipment kept beside the repository (shared/peers in its parent directory),
 not part of gnoicert; the whole directory is skipped when they are absent (tests/interop/
 conftest.py); GNOICERT_PEERS names another directory. Every run is bounded by a timeout
 and every process is killed in teardown.

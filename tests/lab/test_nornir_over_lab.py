@@ -7,13 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-from nornir import InitNornir
-
 from gnoicert.client.ca import LocalCA
 from gnoicert.client.models import CertificateInfo, RotateResult
 from gnoicert.nornir.tasks import get_certificates, rotate_certificate
 from tests.support.lab import RunningLab, lab_starter
+from tests.support.nornir import init_nornir
 
 __all__ = ["lab_starter"]  # the fixture, imported into this module
 
@@ -40,26 +38,8 @@ def test_get_and_rotate_every_lab_device_with_nornir(
             }
         }
     }
-    files = {}
-    for kind, content in (
-        ("hosts", hosts),
-        ("groups", groups),
-        ("defaults", {"username": "ops", "password": lab.password}),
-    ):
-        files[kind] = tmp_path / f"{kind}.yaml"
-        files[kind].write_text(yaml.safe_dump(content))
-    nornir = InitNornir(
-        runner={"plugin": "threaded", "options": {"num_workers": 8}},
-        inventory={
-            "plugin": "SimpleInventory",
-            "options": {
-                "host_file": str(files["hosts"]),
-                "group_file": str(files["groups"]),
-                "defaults_file": str(files["defaults"]),
-            },
-        },
-        logging={"enabled": False},
-    )
+    defaults_data = {"username": "ops", "password": lab.password}
+    nornir = init_nornir(tmp_path, hosts=hosts, groups=groups, defaults=defaults_data, workers=8)
     assert len(nornir.inventory.hosts) == DEVICES
 
     before = nornir.run(task=get_certificates)
