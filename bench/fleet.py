@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests package
+
 from tests.support.cli import cli_environment, gnoicert_command
 from tests.support.lab import start_lab
 
