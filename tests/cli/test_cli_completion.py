@@ -10,25 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import cli_environment, expect, run_cli
-
-SUBCOMMANDS = (
-    "install",
-    "rotate",
-    "revoke",
-    "get",
-    "generate-csr",
-    "load",
-    "load-ca",
-    "can-generate-csr",
-    "time",
-    "ca",
-    "demo",
-    "lab",
-    "report",
-    "exporter",
-    "completion",
-)
+from tests.support.cli import SUBCOMMANDS, cli_environment, expect, run_cli
 
 
 @pytest.fixture(scope="module")

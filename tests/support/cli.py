@@ -30,6 +30,25 @@ from tests.support.target import (
     write_config,
 )
 
+# Every `gnoicert` subcommand, written out (not read from the parser) so the tests can fail.
+SUBCOMMANDS = (
+    "install",
+    "rotate",
+    "revoke",
+    "get",
+    "generate-csr",
+    "load",
+    "load-ca",
+    "can-generate-csr",
+    "time",
+    "ca",
+    "demo",
+    "lab",
+    "report",
+    "exporter",
+    "completion",
+)
+
 # One environment variable per test user; run_cli sets them all.
 PASSWORD_ENV = {user: f"GNOICERT_TEST_{user.upper()}_PASSWORD" for user in PASSWORDS}
 SERVER_ID = "gnoi-server"

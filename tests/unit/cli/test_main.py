@@ -34,6 +34,7 @@ from gnoicert.client.errors import (
 )
 from gnoicert.client.models import CsrParams, PreflightReport
 from gnoicert.pki.crypto import build_csr, load_certificates
+from tests.support.cli import SUBCOMMANDS
 from tests.unit.conftest import ec_key
 
 
@@ -114,19 +115,7 @@ class TestParsing:
             main(["--help"])
         assert help_exit.value.code == 0
         out = capsys.readouterr().out
-        for command in (
-            "install",
-            "rotate",
-            "revoke",
-            "get",
-            "generate-csr",
-            "load",
-            "load-ca",
-            "can-generate-csr",
-            "time",
-            "ca",
-            "demo",
-        ):
+        for command in SUBCOMMANDS:
             assert command in out
 
     @pytest.mark.parametrize(
