@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gnoicertd")
 
+# What add_subparsers returns; argparse names the class only privately.
+_Subparsers = argparse._SubParsersAction
+
 
 async def serve(config_path: Path, *, insecure: bool, ready_file: Path | None) -> int:
     from gnoicert.daemon.server import Daemon
@@ -94,6 +97,9 @@ def _write_ready_file(path: Path, daemon: Daemon) -> None:
 # -- command line -----------------------------------------------------------------------------
 
 
+CONFIG_HELP = "configuration file (TOML)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gnoicertd",
@@ -102,7 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gnoicertd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (_add_serve, _add_config, _add_passwd, _add_factory_reset):
+        add_command(sub)
+    return parser
 
+
+def _add_serve(sub: _Subparsers[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="run the daemon",
@@ -110,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         "FILE until SIGTERM or SIGINT; SIGHUP rereads the configuration. Exit 2 on a "
         "configuration error.",
     )
-    p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
+    p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     p.add_argument("--ready-file", type=Path, help="write host:port here once serving")
     p.add_argument(
         "--insecure",
@@ -118,19 +129,23 @@ def _parser() -> argparse.ArgumentParser:
         help="plaintext without authentication, loopback only (tests and labs)",
     )
 
+
+def _add_config(sub: _Subparsers[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "config", help="configuration tools", description="Configuration tools (see ACTION)."
     )
-    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_sub.add_parser(
+    actions = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
         "check",
         help="validate a configuration file without starting",
         description="Read and validate FILE and the files it names, without starting the "
         "server: exit 0 with a one-line summary, or 2 with every problem found (fit for "
         "systemd's ExecStartPre).",
     )
-    check.add_argument("file", type=Path, metavar="FILE", help="configuration file (TOML)")
+    check.add_argument("file", type=Path, metavar="FILE", help=CONFIG_HELP)
 
+
+def _add_passwd(sub: _Subparsers[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "passwd",
         help="set a user's password hash in the configuration file",
@@ -138,18 +153,19 @@ def _parser() -> argparse.ArgumentParser:
         "twice on a terminal, else one line from stdin); SIGHUP makes a running daemon use it.",
     )
     p.add_argument("user", help="the user name (added when new)")
-    p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
+    p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     p.add_argument("--role", choices=[r.value for r in Role], help="default: keep, or admin")
 
+
+def _add_factory_reset(sub: _Subparsers[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "factory-reset",
         help="wipe every certificate, key and the CA bundle (daemon stopped)",
         description="Wipe every certificate, key and the CA bundle from the state directory, "
         "back to the factory state; the daemon must be stopped. Asks first unless --yes.",
     )
-    p.add_argument("--config", required=True, type=Path, help="configuration file (TOML)")
+    p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    return parser
 
 
 def _read_new_password() -> str:

@@ -123,20 +123,20 @@ class StoreCollector(Collector):
             facts = {cert_id: self._leaf(pem) for cert_id, pem in pems.items()}
             count, earliest = self._bundle(view.ca_bundle_pem)
 
-        not_after = GaugeMetricFamily(
-            "gnoicert_certificate_not_after_seconds",
-            "End of the certificate's validity (Unix time).",
-            labels=["certificate_id"],
+        not_after = _per_certificate(
+            "not_after_seconds", "End of the certificate's validity (Unix time)."
         )
-        not_before = GaugeMetricFamily(
-            "gnoicert_certificate_not_before_seconds",
-            "Start of the certificate's validity (Unix time).",
-            labels=["certificate_id"],
+        not_before = _per_certificate(
+            "not_before_seconds", "Start of the certificate's validity (Unix time)."
         )
-        info = GaugeMetricFamily(
-            "gnoicert_certificate_info",
+        info = _per_certificate(
+            "info",
             "One series per stored certificate (the factory one as 'factory'), always 1.",
-            labels=["certificate_id", "subject", "issuer", "key_type", "fingerprint", "endpoint"],
+            "subject",
+            "issuer",
+            "key_type",
+            "fingerprint",
+            "endpoint",
         )
         served_id = served.source if served is not None else None
         for cert_id, fact in facts.items():
@@ -282,3 +282,10 @@ class RpcTimer(HandlerInterceptor):
         return around_handler(
             handler, time.monotonic, lambda start: observe(rpc, time.monotonic() - start)
         )
+
+
+def _per_certificate(name: str, documentation: str, *more_labels: str) -> GaugeMetricFamily:
+    """A gnoicert_certificate_* family: one series per certificate ID (and more labels)."""
+    return GaugeMetricFamily(
+        f"gnoicert_certificate_{name}", documentation, labels=["certificate_id", *more_labels]
+    )

@@ -13,8 +13,9 @@ host's failed Result.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from nornir.core.task import Result, Task
 
@@ -88,50 +89,54 @@ def get_certificates(task: Task) -> Result:
         return Result(host=task.host, result=client.get_certificates())
 
 
-def install_certificate(
-    task: Task,
-    signer: Signer,
-    certificate_id: str | None = None,
-    csr: Mapping[str, Any] | None = None,
-    ca_bundle_pem: bytes = b"",
-    key_source: KeySourceChoice = "auto",
-) -> Result:
+SpecT = TypeVar("SpecT", InstallSpec, RotateSpec)
+
+
+class InstallOptions(TypedDict, total=False):
+    """The optional keywords of install_certificate (Nornir passes them through nr.run)."""
+
+    certificate_id: str | None  # default: the host's certificate_id data
+    csr: Mapping[str, Any] | None  # CsrParams fields over the host's csr data
+    ca_bundle_pem: bytes
+    key_source: KeySourceChoice
+
+
+class RotateOptions(InstallOptions, total=False):
+    """install_certificate's keywords, and whether the gRPC server presents the certificate."""
+
+    check_served_certificate: bool
+
+
+def install_certificate(task: Task, signer: Signer, **options: Unpack[InstallOptions]) -> Result:
     """Install a new certificate (InstallResult), signed by `signer`."""
-    spec = InstallSpec(
-        certificate_id=_certificate_id(task, certificate_id),
-        csr=csr_params(task, csr),
-        signer=signer,
-        ca_bundle_pem=ca_bundle_pem,
-        key_source=key_source,
-    )
+    spec = _spec(InstallSpec, task, signer, options)
     with SyncCertClient(channel_options(task)) as client:
         return Result(host=task.host, result=client.install(spec), changed=True)
 
 
-def rotate_certificate(
-    task: Task,
-    signer: Signer,
-    certificate_id: str | None = None,
-    csr: Mapping[str, Any] | None = None,
-    ca_bundle_pem: bytes = b"",
-    key_source: KeySourceChoice = "auto",
-    check_served_certificate: bool = True,
-) -> Result:
+def rotate_certificate(task: Task, signer: Signer, **options: Unpack[RotateOptions]) -> Result:
     """Rotate a certificate with validation before Finalize (RotateResult).
 
     `check_served_certificate=False` for a certificate the gRPC server does not present.
     """
-    spec = RotateSpec(
-        certificate_id=_certificate_id(task, certificate_id),
-        csr=csr_params(task, csr),
-        signer=signer,
-        ca_bundle_pem=ca_bundle_pem,
-        key_source=key_source,
-        check_served_certificate=check_served_certificate,
+    spec = dataclasses.replace(
+        _spec(RotateSpec, task, signer, options),
+        check_served_certificate=options.get("check_served_certificate", True),
     )
     with SyncCertClient(channel_options(task)) as client:
         result = client.rotate(spec)
     return Result(host=task.host, result=result, changed=result.finalized)
+
+
+def _spec(kind: type[SpecT], task: Task, signer: Signer, options: InstallOptions) -> SpecT:
+    """The fields both tasks share, with the host's data filled in."""
+    return kind(
+        certificate_id=_certificate_id(task, options.get("certificate_id")),
+        csr=csr_params(task, options.get("csr")),
+        signer=signer,
+        ca_bundle_pem=options.get("ca_bundle_pem", b""),
+        key_source=options.get("key_source", "auto"),
+    )
 
 
 def revoke_certificates(task: Task, certificate_ids: Sequence[str] | None = None) -> Result:
