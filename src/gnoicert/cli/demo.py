@@ -233,15 +233,7 @@ class _Daemon:
 
 
 def _served_fingerprint(options: ChannelOptions) -> str:
-    der = fetch_served_certificate(
-        options.host,
-        options.port,
-        verify=False,
-        client_certificate=options.client_certificate,
-        client_key=options.client_key,
-        timeout=options.timeout,
-    )
-    return hashlib.sha256(der).hexdigest()
+    return hashlib.sha256(options.served_certificate(verify=False)).hexdigest()
 
 
 def _table(certificates: Sequence[CertificateInfo]) -> list[str]:

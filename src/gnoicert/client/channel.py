@@ -177,6 +177,24 @@ class ChannelOptions:
         """The same options, trusting another CA set (the rotate validation step)."""
         return replace(self, root_certificates=root_certificates)
 
+    def served_certificate(self, *, verify: bool) -> bytes:
+        """DER of the certificate a new TLS connection with these options gets (blocking).
+
+        `verify=False` checks nothing: only to show what is served (see tlsprobe).
+        """
+        from gnoicert.client.tlsprobe import fetch_served_certificate
+
+        return fetch_served_certificate(
+            self.host,
+            self.port,
+            server_name=self.server_name,
+            trust_pem=self.root_certificates,
+            verify=verify,
+            client_certificate=self.client_certificate,
+            client_key=self.client_key,
+            timeout=self.timeout,
+        )
+
 
 def check_root_certificates(root_pem: bytes) -> None:
     """Raise InputError unless the trusted CAs parse (grpcio would say "Failed to create

@@ -22,7 +22,6 @@ import grpc.aio
 from gnoicert.client.channel import ChannelOptions, Metadata, open_channel
 from gnoicert.client.errors import rpc_failed
 from gnoicert.client.models import CheckResult, Probe
-from gnoicert.client.tlsprobe import fetch_served_certificate
 from gnoicert.common.rpc import SystemRpc
 from gnoicert.proto import system_pb2, system_pb2_grpc
 
@@ -82,17 +81,7 @@ async def check_served(options: ChannelOptions, expected_fingerprint: str) -> Ch
 
 async def _served_certificate(options: ChannelOptions, *, verify: bool) -> bytes:
     """DER of what a new TLS connection with these options gets (off the event loop)."""
-    return await asyncio.to_thread(
-        fetch_served_certificate,
-        options.host,
-        options.port,
-        server_name=options.server_name,
-        trust_pem=options.root_certificates,
-        verify=verify,
-        client_certificate=options.client_certificate,
-        client_key=options.client_key,
-        timeout=options.timeout,
-    )
+    return await asyncio.to_thread(options.served_certificate, verify=verify)
 
 
 async def unverified_fingerprint(options: ChannelOptions) -> str:

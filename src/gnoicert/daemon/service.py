@@ -245,7 +245,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
     async def LoadCertificate(
         self, request: cert_pb2.LoadCertificateRequest, context: Context
     ) -> cert_pb2.LoadCertificateResponse:
-        async def run(caller: Caller) -> cert_pb2.LoadCertificateResponse:
+        async def prepare(caller: Caller) -> _Stage:
             cert_id = _required_id(request.certificate_id, "LoadCertificateRequest")
             store = self._runtime.store
 
@@ -287,15 +287,16 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     )
                 ]
 
-            await self._commit_change(context, caller, stage)
-            return cert_pb2.LoadCertificateResponse()
+            return stage
 
-        return await self._guarded(context, CertRpc.LOAD_CERTIFICATE.path, run)
+        return await self._guarded_change(
+            context, CertRpc.LOAD_CERTIFICATE.path, prepare, cert_pb2.LoadCertificateResponse()
+        )
 
     async def LoadCertificateAuthorityBundle(
         self, request: cert_pb2.LoadCertificateAuthorityBundleRequest, context: Context
     ) -> cert_pb2.LoadCertificateAuthorityBundleResponse:
-        async def run(caller: Caller) -> cert_pb2.LoadCertificateAuthorityBundleResponse:
+        async def prepare(caller: Caller) -> _Stage:
             if not request.ca_certificates:
                 raise pki.EmptyBundle(
                     "the CA bundle is empty; send at least one CA certificate "
@@ -321,10 +322,14 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
                     )
                 ]
 
-            await self._commit_change(context, caller, stage)
-            return cert_pb2.LoadCertificateAuthorityBundleResponse()
+            return stage
 
-        return await self._guarded(context, CertRpc.LOAD_CERTIFICATE_AUTHORITY_BUNDLE.path, run)
+        return await self._guarded_change(
+            context,
+            CertRpc.LOAD_CERTIFICATE_AUTHORITY_BUNDLE.path,
+            prepare,
+            cert_pb2.LoadCertificateAuthorityBundleResponse(),
+        )
 
     async def GetCertificates(
         self, request: cert_pb2.GetCertificatesRequest, context: Context
@@ -448,6 +453,22 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         except Exception as exc:
             await self._abort(context, caller, exc)
 
+    async def _guarded_change(
+        self,
+        context: Context,
+        rpc: str,
+        prepare: Callable[[Caller], Awaitable[_Stage]],
+        response: _R,
+    ) -> _R:
+        """A unary RPC that is one change: checks, then the staged change; `response` once
+        it is committed."""
+
+        async def run(caller: Caller) -> _R:
+            await self._commit_change(context, caller, await prepare(caller))
+            return response
+
+        return await self._guarded(context, rpc, run)
+
     async def _abort(self, context: Context, caller: Caller, exc: BaseException) -> NoReturn:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
@@ -463,7 +484,7 @@ class CertificateService(cert_pb2_grpc.CertificateManagementServicer):
         self,
         context: Context,
         caller: Caller,
-        stage: Callable[[Transaction], Awaitable[list[Change]]],
+        stage: _Stage,
     ) -> None:
         """One unary change: stage it on a new transaction, commit, then audit and follow up.
 
@@ -604,6 +625,10 @@ class Change:
     old: str = ""
     new: str = ""
     detail: str = ""
+
+
+_Stage = Callable[[Transaction], Awaitable[list[Change]]]
+"""Stages a change on the transaction it is given; returns what to audit."""
 
 
 __all__ = ["CertificateService", "Gate", "SystemService", "check_exists"]
