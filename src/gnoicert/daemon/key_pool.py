@@ -29,7 +29,9 @@ from gnoicert.pki import crypto
 
 log = logging.getLogger("gnoicertd.key_pool")
 
-DEFAULT_DEPTH = 2  # keys of the default size kept ready; other sizes 0 unless configured
+# Keys of the default size kept ready (other sizes 0 unless configured): enough for a run of
+# Rotates back to back, which outpaces one core making keys (docs/decisions.md).
+DEFAULT_DEPTH = 8
 MAX_DEPTH = 16  # each RSA-4096 key costs about 0.4 s of CPU to make
 _IDLE_NICE = 19
 
