@@ -10,7 +10,8 @@ memory until the caller makes it a pending or stored key, which persists it like
 A killed daemon loses the pooled keys and nothing else. Keys are never logged; only counts are.
 With the pool empty a key is made on the spot, as without a pool (docs/behaviour.md §5); the
 filler's key in the making goes to that caller if it is ready first, and whichever of the two
-keys the caller does not use goes to the pool: a burst drains the pool at half the rate.
+keys the caller does not use goes to the pool (or to the next caller waiting): no key is made
+for nothing, and a burst drains the pool more slowly.
 """
 
 from __future__ import annotations
