@@ -24,8 +24,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gnoicert.pki import crypto
 
@@ -145,7 +144,7 @@ class KeyPool:
         key = self.take(size)
         if key is not None:
             return key
-        own = asyncio.ensure_future(asyncio.to_thread(_fresh_key, size))
+        own = asyncio.ensure_future(asyncio.to_thread(crypto.generate_rsa_key, size))
         waiter = self._wait_for_filler(size)
         if waiter is None:  # a size not pooled: nothing else is being made
             return await own
@@ -233,7 +232,7 @@ class KeyPool:
                     size = self._wanted()
                 if self._closed or size is None:
                     return
-            key = _fresh_key(size)
+            key = crypto.generate_rsa_key(size)
             with self._changed:
                 if self._closed:
                     return
@@ -244,15 +243,6 @@ class KeyPool:
                 if len(keys) < depth:
                     keys.append(key)
                     log.debug("key pool: %d of %d RSA-%d keys ready", len(keys), depth, size)
-
-
-def _fresh_key(size: int) -> rsa.RSAPrivateKey:
-    """A new key, warmed: OpenSSL sets up a key's private-operation tables on its first use
-    (about 0.7 ms for RSA-2048), so a throwaway signature here spares the CSR's signing on the
-    event loop. The signature is discarded; nothing else is done with the key."""
-    key = crypto.generate_rsa_key(size)
-    key.sign(b"", padding.PKCS1v15(), hashes.SHA256())
-    return key
 
 
 @dataclass(eq=False, slots=True)
