@@ -1,6 +1,7 @@
 """The daemon's per-call costs against a base revision, the grpcio ceiling and gnxi, in one run.
 
 Run from the repository root: .venv/bin/python bench/daemon_costs.py [--base REV] [--rounds N]
+[--rotations N] [--no-reads] (--no-reads: the Rotate and memory rows only)
 
 Targets, all on 127.0.0.1, each its own process:
   this      gnoicertd from this tree (key pool on, its default depth)
@@ -11,7 +12,9 @@ Targets, all on 127.0.0.1, each its own process:
 The gnoicertd targets serve their factory certificate (server-only TLS, password metadata).
 Rows, interleaved round by round so load drift hits every target alike:
   GetCertificates calls/s with certload, 8 callers on one connection (one certificate listed);
-  `gnoic cert rotate --min-key-size 2048` wall median (a fresh key per CSR on gnoicertd);
+  `gnoic cert rotate --min-key-size 2048` wall median (a fresh key per CSR on gnoicertd), one
+  rotation per target in turn, then "b2b": a run of them back to back on one target (the key
+  pool drains when the run outlasts it);
   resident memory of each gnoicertd idle and after the runs, against the import floor.
 Skips (exit 0, with the reason) when ../shared/peers is absent.
 """
@@ -181,6 +184,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="per certload run")
     parser.add_argument("--rotations", type=int, default=5, help="per target and round")
+    parser.add_argument("--no-reads", action="store_true", help="skip the GetCertificates rows")
     args = parser.parse_args()
     if (reason := missing_peers()) is not None or not (PEERS / "certload").is_file():
         print(f"skipped: {reason or 'certload is not in ' + str(PEERS)}")
@@ -228,7 +232,9 @@ def run(root: Path, args: argparse.Namespace) -> None:
     }
     # base does not know key_pool_depth; its config has none (pool=True writes no line).
     rates: dict[str, list[float]] = {name: [] for name in ("this", "base", "ceiling", "gnxi")}
-    rotations: dict[str, list[float]] = {name: [] for name in ("this", "nopool", "base", "gnxi")}
+    rotations: dict[str, list[float]] = {
+        name: [] for name in ("this", "nopool", "base", "gnxi", "this b2b", "base b2b")
+    }
     idle = {name: rss_kib(d.process.pid) for name, d in daemons.items()}
     gnxi_port = free_port()
     ceiling_port = root / "ceiling.port"
@@ -269,6 +275,15 @@ def run(root: Path, args: argparse.Namespace) -> None:
                     rotations["gnxi"].append(
                         timed_rotate(gnxi_port, files, "gnxi", mutual=True, tls_ca=files / "ca.pem")
                     )
+                # Back to back, as bench/peers.py rotates: more than the pool holds.
+                for name in ("this", "base"):
+                    rotations[f"{name} b2b"] += [
+                        timed_rotate(ports[name], files, "bench", mutual=True, tls_ca=factory[name])
+                        for _ in range(args.rotations)
+                    ]
+                if args.no_reads:
+                    print(f"round {round_no + 1} done, load average {os.getloadavg()[0]:.1f}")
+                    continue
                 for name in ("this", "base"):
                     rates[name].append(
                         certload(
@@ -297,12 +312,22 @@ def run(root: Path, args: argparse.Namespace) -> None:
         for d in daemons.values():
             d.terminate()
 
+    if not args.no_reads:
+        print_rates(rates)
+    print_rotations(rotations)
+    print_memory(daemons, idle, after, floor_kib, gnxi_rss, ceiling_rss)
+
+
+def print_rates(rates: dict[str, list[float]]) -> None:
     print("\nGetCertificates, certload 8 callers on one connection (median calls/s)")
     ceiling_rate = statistics.median(rates["ceiling"])
     for name, values in rates.items():
         median = statistics.median(values)
         runs = [round(v) for v in values]
         print(f"  {name:8} {median:8.0f}/s  {median / ceiling_rate:5.2f} of ceiling  {runs}")
+
+
+def print_rotations(rotations: dict[str, list[float]]) -> None:
     print("\ngnoic cert rotate --min-key-size 2048, wall (ms)")
     gnxi_ms = statistics.median(rotations["gnxi"]) * 1000
     for name, values in rotations.items():
@@ -312,6 +337,16 @@ def run(root: Path, args: argparse.Namespace) -> None:
             f"  {name:8} median {med:6.1f}  min {ms[0]:6.1f}  "
             f"{med / gnxi_ms:4.2f} of gnxi  ({len(ms)} runs)"
         )
+
+
+def print_memory(
+    daemons: dict[str, TargetProcess],
+    idle: dict[str, int],
+    after: dict[str, int],
+    floor_kib: int,
+    gnxi_rss: int,
+    ceiling_rss: int,
+) -> None:
     print(f"\nResident memory (MiB): import floor {floor_kib / 1024:.1f}")
     for name in daemons:
         print(

@@ -10,7 +10,9 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 PRIVATE_MODE = 0o600
@@ -27,6 +29,61 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# Concurrent fsyncs on one filesystem share its journal commits (ext4, xfs): a commit that
+# must make ten files and directories durable waits for about one flush, not ten in a row
+# (docs/platform-notes.md, Storage). A few threads, made on first use, shared by every store.
+_SYNC_THREADS = 8
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def _forget_sync_pool() -> None:
+    """A forked child has none of the parent's threads: it makes its own pool."""
+    global _sync_pool
+    _sync_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_sync_pool)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # also opens a directory
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _sync_pool
+    with _sync_pool_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="file-sync")
+        return _sync_pool
+
+
+def in_background(work: Callable[[], None]) -> Future[None]:
+    """Run file work that nobody waits for (removing an old generation) on the same threads."""
+    return _pool().submit(work)
+
+
+def fsync_all(paths: Iterable[Path]) -> None:
+    """Make every path (files and directories) durable, fsyncing them concurrently.
+
+    Returns once all of them are durable; raises the first OSError after every fsync ended.
+    """
+    todo = list(paths)
+    if len(todo) <= 1:
+        for path in todo:
+            _fsync_path(path)
+        return
+    pool = _pool()
+    futures = [pool.submit(_fsync_path, path) for path in todo]
+    errors = [exc for future in futures if (exc := future.exception()) is not None]
+    if errors:
+        raise errors[0]
 
 
 @contextlib.contextmanager

@@ -8,7 +8,10 @@ idle CPU; cryptography releases the GIL while it generates, so the event loop ke
 Each key is handed out at most once (popped under the lock) and lives only in this process's
 memory until the caller makes it a pending or stored key, which persists it like any other key.
 A killed daemon loses the pooled keys and nothing else. Keys are never logged; only counts are.
-With the pool empty a key is made on the spot, as without a pool (docs/behaviour.md §5).
+With the pool empty a key is made on the spot, as without a pool (docs/behaviour.md §5); the
+filler's key in the making goes to that caller if it is ready first, and whichever of the two
+keys the caller does not use goes to the pool (or to the next caller waiting): no key is made
+for nothing, and a burst drains the pool more slowly.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -26,7 +30,9 @@ from gnoicert.pki import crypto
 
 log = logging.getLogger("gnoicertd.key_pool")
 
-DEFAULT_DEPTH = 2  # keys of the default size kept ready; other sizes 0 unless configured
+# Keys of the default size kept ready (other sizes 0 unless configured): enough for a run of
+# Rotates back to back, which outpaces one core making keys (docs/decisions.md).
+DEFAULT_DEPTH = 8
 MAX_DEPTH = 16  # each RSA-4096 key costs about 0.4 s of CPU to make
 _IDLE_NICE = 19
 
@@ -71,6 +77,8 @@ class KeyPool:
         self._closed = False
         self._started = False
         self._thread: threading.Thread | None = None
+        # Callers that missed, waiting for the filler's next key of a size (oldest first).
+        self._waiters: dict[int, list[_Waiter]] = {}
         self.hits = 0
         self.misses = 0
         self.set_depths(depths)
@@ -131,11 +139,80 @@ class KeyPool:
         return None
 
     async def key(self, size: int) -> rsa.RSAPrivateKey:
-        """A fresh key of `size` bits: from the pool, or made now off the event loop."""
+        """A fresh key of `size` bits: from the pool, or else the first ready of one made now off
+        the event loop and the filler's next one; the other goes to the pool."""
         key = self.take(size)
         if key is not None:
             return key
-        return await asyncio.to_thread(crypto.generate_rsa_key, size)
+        own = asyncio.ensure_future(asyncio.to_thread(crypto.generate_rsa_key, size))
+        waiter = self._wait_for_filler(size)
+        if waiter is None:  # a size not pooled: nothing else is being made
+            return await own
+        try:
+            await asyncio.wait((own, waiter.handed), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._abandon(waiter, own, size)
+            raise
+        if waiter.handed.done():
+            log.debug("key pool miss for RSA-%d: took the filler's next key", size)
+            own.add_done_callback(lambda made: self._offer(size, made))
+            return waiter.handed.result()
+        self._abandon(waiter, None, size)
+        return own.result()
+
+    def _wait_for_filler(self, size: int) -> _Waiter | None:
+        with self._changed:
+            if self._closed or not self._started or self._depths.get(size, 0) == 0:
+                return None
+            waiter = _Waiter(asyncio.get_running_loop())
+            self._waiters.setdefault(size, []).append(waiter)
+            return waiter
+
+    def _abandon(
+        self, waiter: _Waiter, own: asyncio.Future[rsa.RSAPrivateKey] | None, size: int
+    ) -> None:
+        """The caller no longer waits (on the loop): a key handed to it, or made for it, later
+        goes to the pool."""
+        with self._changed, contextlib.suppress(ValueError):
+            self._waiters.get(size, []).remove(waiter)
+        if waiter.handed.done() and not waiter.handed.cancelled():
+            self._put(size, waiter.handed.result())
+        waiter.handed.cancel()
+        if own is not None:
+            own.add_done_callback(lambda made: self._offer(size, made))
+
+    def _offer(self, size: int, made: asyncio.Future[rsa.RSAPrivateKey]) -> None:
+        if not made.cancelled() and made.exception() is None:
+            self._put(size, made.result())
+
+    def _put(self, size: int, key: rsa.RSAPrivateKey) -> None:
+        """An unused key: to a caller waiting for one, else to the pool if it has room."""
+        with self._changed:
+            if self._closed or self._hand(size, key):
+                return
+            keys = self._ready.setdefault(size, [])
+            if len(keys) < self._depths.get(size, 0):
+                keys.append(key)
+                self._changed.notify_all()
+
+    def _hand(self, size: int, key: rsa.RSAPrivateKey) -> bool:
+        """Give a new key to the oldest caller waiting for one (called with the lock held)."""
+        waiters = self._waiters.get(size)
+        if not waiters:
+            return False
+        waiter = waiters.pop(0)
+        try:
+            waiter.loop.call_soon_threadsafe(self._deliver, size, waiter, key)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            return False
+        return True
+
+    def _deliver(self, size: int, waiter: _Waiter, key: rsa.RSAPrivateKey) -> None:
+        """On the waiter's loop: to the caller if it still waits, else to the pool."""
+        if waiter.handed.done():
+            self._put(size, key)
+        else:
+            waiter.handed.set_result(key)
 
     def _wanted(self) -> int | None:
         """The smallest size below its depth (called with the lock held)."""
@@ -159,8 +236,21 @@ class KeyPool:
             with self._changed:
                 if self._closed:
                     return
+                if self._hand(size, key):
+                    continue
                 keys = self._ready.setdefault(size, [])
                 depth = self._depths.get(size, 0)
                 if len(keys) < depth:
                     keys.append(key)
                     log.debug("key pool: %d of %d RSA-%d keys ready", len(keys), depth, size)
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """A caller that missed: the filler's next key of its size is handed to it on its loop."""
+
+    loop: asyncio.AbstractEventLoop
+    handed: asyncio.Future[rsa.RSAPrivateKey] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.handed = self.loop.create_future()

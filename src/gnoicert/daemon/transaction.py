@@ -137,9 +137,25 @@ class StreamTransaction:
             # Held from here: the lockout and mode checks must judge the bundle they replace.
             self._tx.lock_bundle()
         csr_key = None if request.key_pair.private_key else self._csr_key
+        # One thread hop for the whole load: the checks, and for a Rotate the apply, whose
+        # subscribers (the credential manager: key checks, tens of ms for RSA) run in the
+        # thread that applies. Keep them all off the event loop.
+        await asyncio.to_thread(self._check_and_stage, request, csr_key)
+        self._step = _Step.LOADED
+        if self._kind is Kind.INSTALL:
+            await self._commit_now()
+            return
+        self._start_deadline()
+        self._audit(
+            Event.ROTATE, Outcome.APPLIED, detail="in effect for new handshakes; awaiting finalize"
+        )
+
+    def _check_and_stage(
+        self, request: cert_pb2.LoadCertificateRequest, csr_key: crypto.PrivateKey | None
+    ) -> None:
+        """Every check of the load, then stage it (and apply a Rotate's). Blocking."""
         view = self._runtime.store.view()
-        prepared = await asyncio.to_thread(
-            prepare_load,
+        prepared = prepare_load(
             request,
             cert_id=self._cert_id,
             csr_key=csr_key,
@@ -147,7 +163,7 @@ class StreamTransaction:
             runtime=self._runtime,
             caller=self._caller,
         )
-        self._new_fingerprint = prepared.fingerprint
+        self._new_fingerprint = prepared.fingerprint  # in the rollback record if refused below
         if (
             self._kind is Kind.ROTATE
             and prepared.bundle_pem is not None
@@ -161,17 +177,8 @@ class StreamTransaction:
             )
         check_exists(self._runtime.store.view(), self._cert_id, self._kind)
         stage_load(self._tx, prepared)
-        self._step = _Step.LOADED
-        if self._kind is Kind.INSTALL:
-            await self._commit_now()
-            return
-        # Subscribers (the credential manager: key checks, tens of ms for RSA) run in the thread
-        # that applies: keep them off the event loop.
-        await asyncio.to_thread(self._tx.apply)
-        self._start_deadline()
-        self._audit(
-            Event.ROTATE, Outcome.APPLIED, detail="in effect for new handshakes; awaiting finalize"
-        )
+        if self._kind is Kind.ROTATE:
+            self._tx.apply()
 
     async def finalize(self) -> None:
         if self._kind is not Kind.ROTATE or self._step is not _Step.LOADED:

@@ -18,7 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gnoicert.common.files import TMP_PREFIX, fsync_directory, removed_on_failure, write_atomic
+from gnoicert.common.files import (
+    TMP_PREFIX,
+    fsync_all,
+    fsync_directory,
+    removed_on_failure,
+    write_atomic,
+)
 
 DIR_MODE = 0o700
 PUBLIC_MODE = 0o644
@@ -83,15 +89,17 @@ def ensure_dir(path: Path) -> None:
         fsync_directory(path.parent)
 
 
-def write_new_file(path: Path, data: bytes, mode: int) -> None:
-    """Create path (it must not exist) with exactly `mode`, write data and fsync it."""
+def write_new_file(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
+    """Create path (it must not exist) with exactly `mode` and write data; fsync it unless the
+    caller makes it durable itself (with fsync_all, before anything names it)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         os.fchmod(fd, mode)  # before any byte of a secret is written
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -238,13 +246,17 @@ def write_generation(
     base_dir: Path | None,
 ) -> Path:
     """Build generations/<N> completely and durably; entities absent from new_files (and the
-    bundle when bundle_pem is None) are linked from base_dir. Nothing is left behind on error."""
-    tmp = generations_dir / tmp_name(str(manifest.generation))
+    bundle when bundle_pem is None) are linked from base_dir. Nothing is left behind on error.
+
+    The directory is built under its final name: until `current` names it, it is an
+    uncommitted generation, which recovery removes. Every file and directory written here is
+    fsynced before this returns, all at once (fsync_all) rather than one after another.
+    """
     final = generations_dir / str(manifest.generation)
-    renamed = False
+    written: list[Path] = []
+    make_dir(final)  # raises if it exists: never write into (or remove) another's directory
     try:
-        make_dir(tmp)
-        certificates = tmp / CERTIFICATES_NAME
+        certificates = final / CERTIFICATES_NAME
         make_dir(certificates)
         for cert_id in manifest.entities:
             entity_dir = certificates / cert_id
@@ -252,30 +264,30 @@ def write_generation(
             files = new_files.get(cert_id)
             for name, mode in ENTITY_FILES:
                 if files is not None:
-                    write_new_file(entity_dir / name, files.by_name()[name], mode)
+                    write_new_file(entity_dir / name, files.by_name()[name], mode, sync=False)
+                    written.append(entity_dir / name)
                 elif base_dir is not None:
                     link_or_copy(
                         base_dir / CERTIFICATES_NAME / cert_id / name, entity_dir / name, mode
                     )
                 else:
                     raise ValueError(f"no content for certificate ID {cert_id!r}")
-            fsync_directory(entity_dir)
-        fsync_directory(certificates)
+            written.append(entity_dir)
+        written.append(certificates)
         if manifest.bundle is not None:
             if bundle_pem is not None:
-                write_new_file(tmp / BUNDLE_NAME, bundle_pem, PUBLIC_MODE)
+                write_new_file(final / BUNDLE_NAME, bundle_pem, PUBLIC_MODE, sync=False)
+                written.append(final / BUNDLE_NAME)
             elif base_dir is not None:
-                link_or_copy(base_dir / BUNDLE_NAME, tmp / BUNDLE_NAME, PUBLIC_MODE)
+                link_or_copy(base_dir / BUNDLE_NAME, final / BUNDLE_NAME, PUBLIC_MODE)
             else:
                 raise ValueError("no content for the CA bundle")
-        write_new_file(tmp / MANIFEST_NAME, manifest.to_json(), PUBLIC_MODE)
-        fsync_directory(tmp)
-        os.rename(tmp, final)
-        renamed = True
-        fsync_directory(generations_dir)
+        write_new_file(final / MANIFEST_NAME, manifest.to_json(), PUBLIC_MODE, sync=False)
+        written += [final / MANIFEST_NAME, final, generations_dir]
+        fsync_all(written)
     except BaseException:
         with contextlib.suppress(OSError):
-            remove_path(final if renamed else tmp)
+            remove_path(final)
         raise
     return final
 

@@ -15,13 +15,15 @@ On disk (all directories 0700, keys 0600; operators may read it, never edit it):
     state_dir/pending/<id>.json         pending CSR keys, one atomic file each
     state_dir/factory/                  certificate.pem, key.pem
 
-A commit builds generation N+1 beside N (hard-linking unchanged files), fsyncs it, renames it into
-place and swaps `current`; recovery at open keeps only what `current` names. Applied changes live
-in memory only, so a crash drops them: that is the rollback the specification requires.
+A commit builds generation N+1 beside N (hard-linking unchanged files), fsyncs all of it at once,
+then swaps `current` and removes N in the background; recovery at open keeps only what `current`
+names. Applied changes live in memory only, so a crash drops them: that is the rollback the
+specification requires.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import fcntl
 import itertools
@@ -32,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gnoicert.common.files import fsync_directory, write_atomic
+from gnoicert.common.files import fsync_directory, in_background, write_atomic
 from gnoicert.pki import _store_files as files
 from gnoicert.pki import _store_recovery as recovery
 from gnoicert.pki import crypto
@@ -101,6 +103,7 @@ class Store:
         self._resetting = False
         self._closing = False
         self._closed = False
+        self._sweeps: set[concurrent.futures.Future[None]] = set()  # old generations going
 
     @classmethod
     def open(cls, state_dir: Path, *, key_secret: bytes | None = None) -> Store:
@@ -145,9 +148,13 @@ class Store:
             open_transactions = list(self._open.values())
         for txn in open_transactions:
             txn.rollback()
-        with self._writer, self._pending_lock, self._mutex:
-            self._closed = True
-            os.close(self._lock_fd)
+        with self._writer, self._pending_lock:
+            with self._mutex:
+                sweeps = list(self._sweeps)
+            concurrent.futures.wait(sweeps)  # no removal outlives the directory lock
+            with self._mutex:
+                self._closed = True
+                os.close(self._lock_fd)
 
     @property
     def path(self) -> Path:
@@ -465,15 +472,29 @@ class Store:
                 self._close_locked(closing)
             self._rebuild_effective()
         if base_dir is not None:
+            self._sweep(base_dir, base_generation)
+        return view
+
+    def _sweep(self, gen_dir: Path, generation: int) -> None:
+        """Remove an old generation off the commit's path: the new one is durable and named by
+        `current` already, and a crash before the removal leaves it to recovery at open."""
+
+        def remove() -> None:
             try:
-                files.remove_path(base_dir)
+                files.remove_path(gen_dir)
             except OSError as exc:
                 _LOG.warning(
-                    "cannot remove old generation %d (removed at next start): %s",
-                    base_generation,
-                    exc,
+                    "cannot remove old generation %d (removed at next start): %s", generation, exc
                 )
-        return view
+
+        future = in_background(remove)
+        with self._mutex:
+            self._sweeps.add(future)
+        future.add_done_callback(self._swept)
+
+    def _swept(self, future: concurrent.futures.Future[None]) -> None:
+        with self._mutex:
+            self._sweeps.discard(future)
 
     def _revert_current(self, base_generation: int, gen_dir: Path) -> None:
         """After a failed swap, make sure `current` names the old generation again."""

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gnoicert.daemon.config import DEFAULT_KEY_SIZE, ConfigError, parse_config
 from gnoicert.daemon.key_pool import DEFAULT_DEPTH, MAX_DEPTH, KeyPool, parse_depths
+from gnoicert.pki import crypto
 
 SIZES = (1024, 2048, 3072, 4096)
 
@@ -88,6 +89,61 @@ async def test_a_burst_larger_than_the_depth_gets_fresh_keys_made_on_the_spot(
     hits = pool.hits
     assert modulus(await pool.key(1024)) not in {modulus(key) for key in keys}
     assert pool.hits == hits + 1
+
+
+class GatedGeneration:
+    """Key generation that waits for a gate in the filler ("key-pool" thread) or elsewhere (a
+    caller's own key), recording which thread made each key."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, gated: str) -> None:
+        self.gate = threading.Event()
+        self.made: dict[str, list[int]] = {"filler": [], "caller": []}
+        self._gated = gated
+        real = crypto.generate_rsa_key
+
+        def generate(size: int) -> rsa.RSAPrivateKey:
+            who = "filler" if threading.current_thread().name == "key-pool" else "caller"
+            if who == self._gated:
+                assert self.gate.wait(timeout=120)
+            key = real(size)
+            self.made[who].append(modulus(key))
+            return key
+
+        monkeypatch.setattr(crypto, "generate_rsa_key", generate)
+
+
+async def test_a_miss_takes_the_fillers_key_when_it_is_ready_first(
+    pools: list[KeyPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen = GatedGeneration(monkeypatch, gated="caller")
+    pool = started(pools, {1024: 1})
+    await asyncio.to_thread(wait_until, lambda: pool.ready(1024) == 1)
+    first = pool.take(1024)
+    assert first is not None
+    key = await pool.key(1024)  # the caller's own generation is held at the gate
+    assert modulus(key) in gen.made["filler"]
+    assert modulus(key) != modulus(first)
+    gen.gate.set()  # the caller's key, made too late, is not lost to anyone twice
+    await asyncio.to_thread(wait_until, lambda: len(gen.made["caller"]) == 1)
+    await asyncio.to_thread(wait_until, lambda: pool.ready(1024) == 1)
+    later = pool.take(1024)
+    assert later is not None
+    assert modulus(later) not in {modulus(first), modulus(key)}
+
+
+async def test_a_miss_uses_its_own_key_and_the_fillers_goes_to_the_pool(
+    pools: list[KeyPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen = GatedGeneration(monkeypatch, gated="filler")
+    pool = started(pools, {1024: 1})
+    key = await pool.key(1024)  # the filler is held at the gate: the caller's key wins
+    assert gen.made == {"filler": [], "caller": [modulus(key)]}
+    gen.gate.set()
+    await asyncio.to_thread(wait_until, lambda: pool.ready(1024) == 1)
+    pooled = pool.take(1024)
+    assert pooled is not None
+    assert modulus(pooled) in gen.made["filler"]
+    assert modulus(pooled) != modulus(key)
 
 
 def test_keys_are_as_large_as_asked_distinct_and_use_e_65537(pools: list[KeyPool]) -> None:

@@ -676,6 +676,7 @@ class TestDurability:
     def test_layout(self, store: Store, material: Material) -> None:
         install(store, "a", material.pairs[0], chain=material.ca_pem)
         set_bundle(store, material.ca_pem)
+        store.close()  # waits for the removal of generation 1
         assert os.readlink(store.path / "current") == "generations/2"
         assert sorted(p.name for p in (store.path / "generations").iterdir()) == ["2"]
         gen = store.path / "generations" / "2"
@@ -690,6 +691,34 @@ class TestDurability:
         assert record["version"] == 1
         assert record["key_origin"] == "client"
         assert record["fingerprint"] == store.view().entities["a"].fingerprint
+
+    def test_old_generation_is_removed_after_the_commit_returns(
+        self, store: Store, material: Material, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        install(store, "a", material.pairs[0])
+        removing, release = threading.Event(), threading.Event()
+        real_rmtree = shutil.rmtree
+
+        def slow_rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+            removing.set()
+            release.wait(timeout=30)
+            real_rmtree(path, *args, **kwargs)
+
+        monkeypatch.setattr(shutil, "rmtree", slow_rmtree)
+        try:
+            # The commit is durable and returns while generation 1 is still being removed.
+            assert install(store, "b", material.pairs[1]).generation == 2
+            assert removing.wait(timeout=30)
+            assert os.readlink(store.path / "current") == "generations/2"
+            closer = threading.Thread(target=store.close)
+            closer.start()
+            closer.join(timeout=0.2)
+            assert closer.is_alive()  # close waits for the removal
+        finally:
+            release.set()
+        closer.join(timeout=30)
+        assert not closer.is_alive()
+        assert sorted(p.name for p in (store.path / "generations").iterdir()) == ["2"]
 
     def test_unchanged_files_are_hard_links(self, store: Store, material: Material) -> None:
         install(store, "a", material.pairs[0])
