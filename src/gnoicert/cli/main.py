@@ -12,12 +12,11 @@ nothing was committed, 4 `get --expiring-within` found certificates expiring wit
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from gnoicert import __version__
 from gnoicert.cli.documents import (
@@ -61,6 +60,7 @@ class ArgsFileParser(argparse.ArgumentParser):
         kwargs.setdefault("fromfile_prefix_chars", "@")
         super().__init__(*args, **kwargs)
         self._seen: list[str] = []  # the arguments it read, @files expanded (for error())
+        self.partial = False  # built for one command line: other commands are stubs
 
     def _read_args_from_files(self, arg_strings: list[str]) -> list[str]:
         for token in arg_strings:
@@ -81,7 +81,9 @@ class ArgsFileParser(argparse.ArgumentParser):
         command = self.prog.split()[0]
         if message.startswith(_ARGS_FILE_ERROR):
             raise UsageError(message, usage="", prog=command)
-        known = known_options(self)
+        # A parser built for one command line knows only its commands' options; the unknown
+        # option is judged against every command's, as on the whole parser.
+        known = known_options(build_parser() if self.partial else self)
         unknown = first_unknown_option(self._seen, known)
         if unknown is not None:
             message = unknown_option_message(unknown, known)
@@ -552,10 +554,43 @@ def _exporter_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> ArgsFileParser:
-    """The whole command line (exposed for tests and for `--help` generation)."""
+class _Unbuilt:
+    """A command left out of a parser built for one command line: it takes every definition
+    call (options, groups, subcommands) and keeps none. argparse never enters it: its name is
+    not on the command line."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Unbuilt]:
+        return self._ignore
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> _Unbuilt:
+        return self
+
+
+def _command_parser(*, stub: bool = False, **settings: Any) -> Any:
+    """The parser class of the subcommands: an ArgsFileParser, or _Unbuilt for a stub (a name
+    and a summary in `gnoicert --help`, at no cost)."""
+    return _Unbuilt() if stub else ArgsFileParser(**settings)
+
+
+def _commands_named(argv: Sequence[str] | None) -> frozenset[str] | None:
+    """The words of `argv` that may name a command, or None when every command must be built:
+    an @args file may name any, and `completion` describes them all."""
+    if argv is None or "completion" in argv or any(word.startswith("@") for word in argv):
+        return None
+    return frozenset(argv)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> ArgsFileParser:
+    """The whole command line (exposed for tests and for `--help` generation).
+
+    Given the command line to parse, only the commands named in it get their options, help
+    text and examples; the others are stubs that only list themselves under `gnoicert --help`.
+    Adding every command's options costs as much as a `get` over loopback spends in its RPC
+    (issue 13's start-up budget), and argparse only ever enters the command named.
+    """
     from gnoicert.cli.helptext import COMMANDS
 
+    named = _commands_named(argv)
     raw = argparse.RawDescriptionHelpFormatter
     parser = ArgsFileParser(
         prog="gnoicert",
@@ -565,12 +600,22 @@ def build_parser() -> ArgsFileParser:
     )
     parser.add_argument("--version", action="version", version=f"gnoicert {__version__}")
     _connection_options(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        # argparse only calls parser_class with the add_parser settings: a factory will do.
+        parser_class=cast("type[ArgsFileParser]", _command_parser),
+    )
 
     def described(
         group: Any, name: str, key: str, *, connects: bool = True
     ) -> argparse.ArgumentParser:
         text = COMMANDS[key]
+        if named is not None and key.split()[0] not in named:
+            parser.partial = True
+            stub: argparse.ArgumentParser = group.add_parser(name, help=text.summary, stub=True)
+            return stub
         sub: argparse.ArgumentParser = group.add_parser(
             name,
             help=text.summary,
@@ -809,6 +854,8 @@ def exit_code_for(exc: BaseException) -> int:
 def _configure_logging(verbosity: int) -> None:
     if verbosity <= 0:
         return
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("gnoicert: %(message)s"))
     logger = logging.getLogger("gnoicert")
@@ -925,8 +972,8 @@ def _merge_reports(args: argparse.Namespace, fmt: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gnoicert` console script; returns the exit code."""
-    parser = build_parser()
     arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(arguments)
     try:
         args = parser.parse_args(arguments)  # exits 0 for --help/--version
         fmt = resolve_format(args.output, os.environ)
