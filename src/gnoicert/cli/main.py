@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
@@ -95,6 +94,8 @@ class ArgsFileParser(argparse.ArgumentParser):
         stripped = arg_line.strip()
         if not stripped or stripped.startswith("#"):
             return []
+        import shlex
+
         return shlex.split(stripped, comments=True)
 
 
@@ -554,6 +555,16 @@ def _exporter_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _MainParser(ArgsFileParser):
+    """The top-level parser: its epilog (exit codes, settings) is written when help is shown,
+    not on every run."""
+
+    def format_help(self) -> str:
+        if self.epilog is None:
+            self.epilog = _main_epilog()
+        return super().format_help()
+
+
 class _Unbuilt:
     """A command left out of a parser built for one command line: it takes every definition
     call (options, groups, subcommands) and keeps none. argparse never enters it: its name is
@@ -592,10 +603,9 @@ def build_parser(argv: Sequence[str] | None = None) -> ArgsFileParser:
 
     named = _commands_named(argv)
     raw = argparse.RawDescriptionHelpFormatter
-    parser = ArgsFileParser(
+    parser = _MainParser(
         prog="gnoicert",
         description="Manage TLS certificates on network devices over gNOI CertificateManagement.",
-        epilog=_main_epilog(),
         formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"gnoicert {__version__}")
