@@ -980,8 +980,57 @@ def _merge_reports(args: argparse.Namespace, fmt: str) -> int:
     return EXIT_OK
 
 
+# The commands after which the process may end without the interpreter's teardown: the RPC
+# commands on one target (commands.py runs them) and the local CA's.
+_ENDS_AT_ONCE = frozenset(
+    {
+        "install",
+        "rotate",
+        "revoke",
+        "get",
+        "generate-csr",
+        "load",
+        "load-ca",
+        "can-generate-csr",
+        "time",
+        "ca",
+    }
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gnoicert` console script; returns the exit code."""
+    ran: list[argparse.Namespace] = []
+    code = _run(argv, ran)
+    if argv is None and ran and ran[0].command in _ENDS_AT_ONCE and not ran[0].fleet:
+        _end_process(code)
+    return code
+
+
+def _end_process(code: int) -> None:
+    """End the console script's process now, with `code`, unless another thread still runs.
+
+    The interpreter's teardown after a one-target command (module by module, grpc's core last)
+    costs about as much CPU as the command's RPC (issue 13, bench/cli.py). All it would do for
+    these commands is done here first: stdout and stderr flushed, logging shut down (its only
+    exit hook in such a run). A thread a normal exit would join makes this return instead.
+    """
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.shutdown()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(argv: Sequence[str] | None, ran: list[argparse.Namespace]) -> int:
+    """The command line run; its parsed arguments are appended to `ran` once it parses."""
     arguments = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(arguments)
     try:
@@ -1002,6 +1051,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _normalise(args, parser)
     except UsageError as exc:
         return _report_usage(exc, fmt=fmt)
+    ran.append(args)
     if args.command == "report":
         return _merge_reports(args, fmt)
     if args.command == "completion":  # needs no settings: a broken config file cannot block it
