@@ -1023,8 +1023,9 @@ def _end_process(code: int) -> None:
         logging.shutdown()
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (`| head`): a failure, as in _run
         _discard_stdout()
+        code = EXIT_FAILED
     sys.stderr.flush()
     os._exit(code)
 
