@@ -12,7 +12,7 @@ Bytecode: every process here (gnoicert and the floor alike) reads compiled bytec
 in the temporary directory, as an installed package does (pip compiles a wheel's modules at
 install). Without it, an editable checkout under PYTHONDONTWRITEBYTECODE=1 compiles gnoicert's
 own modules from source on every run while the floor's libraries load theirs from bytecode; that
-run is printed too ("no bytecode cache"), so both figures are on record.
+run is printed too ("(no bytecode)"), so both figures are on record.
 
 Run: .venv/bin/python bench/cli.py [-n 10]
 """
