@@ -141,8 +141,15 @@ class TestErrorsAPersonUnderstands:
             0,
         )  # fmt: skip
 
-    def test_stdout_closed_early(self, factory: tuple[str, ...]) -> None:
-        """`gnoicert get --json | head -0`: no traceback, a failure exit status."""
+    @pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
+    def test_stdout_closed_early(self, factory: tuple[str, ...], buffered: bool) -> None:
+        """`gnoicert get --json | head -0`: no traceback, a failure exit status, whether the
+        write fails at once (PYTHONUNBUFFERED) or only when stdout is flushed at the end."""
+        env = cli_environment()
+        if buffered:
+            env.pop("PYTHONUNBUFFERED", None)
+        else:
+            env["PYTHONUNBUFFERED"] = "1"
         read_end, write_end = os.pipe()
         os.close(read_end)
         try:
@@ -150,7 +157,7 @@ class TestErrorsAPersonUnderstands:
                 [*gnoicert_command(), "time", *factory, "--json"],
                 stdout=write_end,
                 stderr=subprocess.PIPE,
-                env=cli_environment(),
+                env=env,
                 timeout=60,
                 check=False,
             )

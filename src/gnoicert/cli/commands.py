@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -65,6 +64,8 @@ def read_password(args: argparse.Namespace) -> str | None:
     if not args.username:
         return None
     if sys.stdin.isatty():
+        import getpass
+
         return getpass.getpass(f"password for {args.username}@{args.target}: ")
     raise InputError(
         "--username needs a password and there is no terminal to ask on: use "

@@ -9,9 +9,7 @@ Imported only when a config file is in play, so `gnoicert --version` does not pa
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,6 +63,8 @@ def file_layers(
 
 
 def _read(path: Path) -> dict[str, Any]:
+    import tomllib  # only with a config file: without one, no run pays for the parser
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -87,6 +87,8 @@ def _checked(table: Mapping[str, Any], path: Path, where: str) -> dict[str, Any]
             )
         setting = _BY_KEY.get(key)
         if setting is None:
+            import difflib
+
             close = difflib.get_close_matches(key, list(_BY_KEY), n=1)
             suggestion = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}{suggestion}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -79,6 +78,8 @@ def command_name(args: argparse.Namespace | None) -> str | None:
 
 def schema_text(command: str) -> str:
     """The JSON Schema of a command's document (`error` for the shared error document)."""
+    from importlib import resources  # only here: importing it costs every command start-up
+
     return (resources.files("gnoicert.cli") / "schemas" / f"{command}.schema.json").read_text(
         encoding="utf-8"
     )

@@ -12,12 +12,10 @@ nothing was committed, 4 `get --expiring-within` found certificates expiring wit
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from gnoicert import __version__
 from gnoicert.cli.documents import (
@@ -61,6 +59,7 @@ class ArgsFileParser(argparse.ArgumentParser):
         kwargs.setdefault("fromfile_prefix_chars", "@")
         super().__init__(*args, **kwargs)
         self._seen: list[str] = []  # the arguments it read, @files expanded (for error())
+        self.partial = False  # built for one command line: other commands are stubs
 
     def _read_args_from_files(self, arg_strings: list[str]) -> list[str]:
         for token in arg_strings:
@@ -81,7 +80,9 @@ class ArgsFileParser(argparse.ArgumentParser):
         command = self.prog.split()[0]
         if message.startswith(_ARGS_FILE_ERROR):
             raise UsageError(message, usage="", prog=command)
-        known = known_options(self)
+        # A parser built for one command line knows only its commands' options; the unknown
+        # option is judged against every command's, as on the whole parser.
+        known = known_options(build_parser() if self.partial else self)
         unknown = first_unknown_option(self._seen, known)
         if unknown is not None:
             message = unknown_option_message(unknown, known)
@@ -93,6 +94,8 @@ class ArgsFileParser(argparse.ArgumentParser):
         stripped = arg_line.strip()
         if not stripped or stripped.startswith("#"):
             return []
+        import shlex
+
         return shlex.split(stripped, comments=True)
 
 
@@ -552,25 +555,77 @@ def _exporter_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> ArgsFileParser:
-    """The whole command line (exposed for tests and for `--help` generation)."""
+class _MainParser(ArgsFileParser):
+    """The top-level parser: its epilog (exit codes, settings) is written when help is shown,
+    not on every run."""
+
+    def format_help(self) -> str:
+        if self.epilog is None:
+            self.epilog = _main_epilog()
+        return super().format_help()
+
+
+class _Unbuilt:
+    """A command left out of a parser built for one command line: it takes every definition
+    call (options, groups, subcommands) and keeps none. argparse never enters it: its name is
+    not on the command line."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Unbuilt]:
+        return self._ignore
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> _Unbuilt:
+        return self
+
+
+def _command_parser(*, stub: bool = False, **settings: Any) -> Any:
+    """The parser class of the subcommands: an ArgsFileParser, or _Unbuilt for a stub (a name
+    and a summary in `gnoicert --help`, at no cost)."""
+    return _Unbuilt() if stub else ArgsFileParser(**settings)
+
+
+def _commands_named(argv: Sequence[str] | None) -> frozenset[str] | None:
+    """The words of `argv` that may name a command, or None when every command must be built:
+    an @args file may name any, and `completion` describes them all."""
+    if argv is None or "completion" in argv or any(word.startswith("@") for word in argv):
+        return None
+    return frozenset(argv)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> ArgsFileParser:
+    """The whole command line (exposed for tests and for `--help` generation).
+
+    Given the command line to parse, only the commands named in it get their options, help
+    text and examples; the others are stubs that only list themselves under `gnoicert --help`.
+    Adding every command's options costs as much as a `get` over loopback spends in its RPC
+    (issue 13's start-up budget), and argparse only ever enters the command named.
+    """
     from gnoicert.cli.helptext import COMMANDS
 
+    named = _commands_named(argv)
     raw = argparse.RawDescriptionHelpFormatter
-    parser = ArgsFileParser(
+    parser = _MainParser(
         prog="gnoicert",
         description="Manage TLS certificates on network devices over gNOI CertificateManagement.",
-        epilog=_main_epilog(),
         formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"gnoicert {__version__}")
     _connection_options(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        # argparse only calls parser_class with the add_parser settings: a factory will do.
+        parser_class=cast("type[ArgsFileParser]", _command_parser),
+    )
 
     def described(
         group: Any, name: str, key: str, *, connects: bool = True
     ) -> argparse.ArgumentParser:
         text = COMMANDS[key]
+        if named is not None and key.split()[0] not in named:
+            parser.partial = True
+            stub: argparse.ArgumentParser = group.add_parser(name, help=text.summary, stub=True)
+            return stub
         sub: argparse.ArgumentParser = group.add_parser(
             name,
             help=text.summary,
@@ -809,6 +864,8 @@ def exit_code_for(exc: BaseException) -> int:
 def _configure_logging(verbosity: int) -> None:
     if verbosity <= 0:
         return
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("gnoicert: %(message)s"))
     logger = logging.getLogger("gnoicert")
@@ -923,10 +980,60 @@ def _merge_reports(args: argparse.Namespace, fmt: str) -> int:
     return EXIT_OK
 
 
+# The commands after which the process may end without the interpreter's teardown: the RPC
+# commands on one target (commands.py runs them) and the local CA's.
+_ENDS_AT_ONCE = frozenset(
+    {
+        "install",
+        "rotate",
+        "revoke",
+        "get",
+        "generate-csr",
+        "load",
+        "load-ca",
+        "can-generate-csr",
+        "time",
+        "ca",
+    }
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gnoicert` console script; returns the exit code."""
-    parser = build_parser()
+    ran: list[argparse.Namespace] = []
+    code = _run(argv, ran)
+    if argv is None and ran and ran[0].command in _ENDS_AT_ONCE and not ran[0].fleet:
+        _end_process(code)
+    return code
+
+
+def _end_process(code: int) -> None:
+    """End the console script's process now, with `code`, unless another thread still runs.
+
+    The interpreter's teardown after a one-target command (module by module, grpc's core last)
+    costs about as much CPU as the command's RPC (issue 13, bench/cli.py). All it would do for
+    these commands is done here first: stdout and stderr flushed, logging shut down (its only
+    exit hook in such a run). A thread a normal exit would join makes this return instead.
+    """
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.shutdown()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): a failure, as in _run
+        _discard_stdout()
+        code = EXIT_FAILED
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(argv: Sequence[str] | None, ran: list[argparse.Namespace]) -> int:
+    """The command line run; its parsed arguments are appended to `ran` once it parses."""
     arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(arguments)
     try:
         args = parser.parse_args(arguments)  # exits 0 for --help/--version
         fmt = resolve_format(args.output, os.environ)
@@ -945,6 +1052,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _normalise(args, parser)
     except UsageError as exc:
         return _report_usage(exc, fmt=fmt)
+    ran.append(args)
     if args.command == "report":
         return _merge_reports(args, fmt)
     if args.command == "completion":  # needs no settings: a broken config file cannot block it

@@ -7,7 +7,7 @@ against can be overridden (`server_name`); plaintext happens only with `insecure
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -305,7 +305,7 @@ def channel_arguments(
     if fresh:
         args += [
             ("grpc.use_local_subchannel_pool", 1),
-            ("gnoicert.channel_nonce", uuid.uuid4().hex),
+            ("gnoicert.channel_nonce", os.urandom(16).hex()),
         ]
     return args
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import socket
 import ssl
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +70,8 @@ def _client_identity(
     if certificate is None or key is None:
         yield None
         return
+    import tempfile  # here, not at module level: it costs every `gnoicert` start-up (issue 13)
+
     with tempfile.TemporaryDirectory(prefix="gnoicert-") as directory:
         cert_path = Path(directory) / "client.pem"
         key_path = Path(directory) / "client.key"
