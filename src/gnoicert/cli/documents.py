@@ -22,8 +22,8 @@ FORMATS = ("table", "json", "yaml", "tsv")
 AUTO = "auto"
 OUTPUT_ENV = "GNOICERT_OUTPUT"
 
-# The commands with a schema file of their own (`ca init` is "ca-init").
-COMMANDS = (
+# The commands that make RPCs to a target (one each, or one per target of a fleet).
+RPC_COMMANDS = (
     "install",
     "rotate",
     "revoke",
@@ -33,11 +33,9 @@ COMMANDS = (
     "load-ca",
     "can-generate-csr",
     "time",
-    "ca-init",
-    "ca-sign",
-    "ca-issue",
-    "demo",
 )
+# The commands with a schema file of their own (`ca init` is "ca-init").
+COMMANDS = (*RPC_COMMANDS, "ca-init", "ca-sign", "ca-issue", "demo")
 
 # Fields of a listed certificate that only `get --details` reports (the rest is the summary a
 # table row shows).

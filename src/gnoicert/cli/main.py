@@ -21,6 +21,7 @@ from gnoicert import __version__
 from gnoicert.cli.documents import (
     FORMATS,
     OUTPUT_ENV,
+    RPC_COMMANDS,
     command_name,
     error_document,
     error_fields,
@@ -982,20 +983,7 @@ def _merge_reports(args: argparse.Namespace, fmt: str) -> int:
 
 # The commands after which the process may end without the interpreter's teardown: the RPC
 # commands on one target (commands.py runs them) and the local CA's.
-_ENDS_AT_ONCE = frozenset(
-    {
-        "install",
-        "rotate",
-        "revoke",
-        "get",
-        "generate-csr",
-        "load",
-        "load-ca",
-        "can-generate-csr",
-        "time",
-        "ca",
-    }
-)
+_ENDS_AT_ONCE = frozenset({*RPC_COMMANDS, "ca"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import pytest
 from gnoicert import __version__
 from gnoicert.cli.commands import read_password
 from gnoicert.cli.config import apply_settings
+from gnoicert.cli.documents import RPC_COMMANDS
 from gnoicert.cli.main import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -307,3 +308,10 @@ class TestCaCommands:
         bad = tmp_path / "bad.csr"
         bad.write_text("nope", encoding="utf-8")
         assert main(["ca", "sign", str(root_ca.directory), str(bad)]) == EXIT_USAGE
+
+
+def test_the_rpc_command_list_is_what_the_dispatcher_runs() -> None:
+    # The early process end and the schema list rely on RPC_COMMANDS; commands.py runs them.
+    from gnoicert.cli import commands
+
+    assert set(RPC_COMMANDS) == set(commands._RPC_COMMANDS)
