@@ -19,27 +19,27 @@ from gnoicert.cli.output import make_console, print_result
 from gnoicert.client.certinfo import load_csr, san_strings, subject_text
 from gnoicert.client.channel import ChannelOptions, read_pem_file
 from gnoicert.client.errors import InputError
-from gnoicert.client.models import (
-    CaBundleResult,
-    CaInfo,
-    CertificateListing,
-    CsrCapability,
-    CsrParams,
-    GeneratedCsr,
-    InstallResult,
-    InstallSpec,
-    IssuedCertificate,
-    LoadResult,
-    RevokeResult,
-    RotateResult,
-    RotateSpec,
-    TargetTime,
-)
+from gnoicert.client.listing import CertificateListing
 from gnoicert.client.workflows import CertClient
 from gnoicert.pki.crypto import fingerprint, load_certificates, subject_fields
 from gnoicert.pki.errors import BadEncoding
 
 if TYPE_CHECKING:
+    from gnoicert.client.models import (
+        CaBundleResult,
+        CaInfo,
+        CsrCapability,
+        CsrParams,
+        GeneratedCsr,
+        InstallResult,
+        InstallSpec,
+        IssuedCertificate,
+        LoadResult,
+        RevokeResult,
+        RotateResult,
+        RotateSpec,
+        TargetTime,
+    )
     from gnoicert.client.signer import Signer
 
 
@@ -80,6 +80,8 @@ def channel_options(args: argparse.Namespace) -> ChannelOptions:
 
 
 def csr_params(args: argparse.Namespace) -> CsrParams:
+    from gnoicert.client.models import CsrParams
+
     return CsrParams(**subject_fields(args), key_type=args.key_type, key_size=args.key_size)
 
 
@@ -102,7 +104,7 @@ def _read_optional(path: str | None, what: str) -> bytes:
     return read_pem_file(path, what) if path else b""
 
 
-_Spec = TypeVar("_Spec", InstallSpec, RotateSpec)
+_Spec = TypeVar("_Spec", "InstallSpec", "RotateSpec")
 
 
 def _spec(kind: type[_Spec], args: argparse.Namespace, **specific: Any) -> _Spec:
@@ -120,10 +122,14 @@ def _spec(kind: type[_Spec], args: argparse.Namespace, **specific: Any) -> _Spec
 
 
 def install_spec(args: argparse.Namespace) -> InstallSpec:
+    from gnoicert.client.models import InstallSpec
+
     return _spec(InstallSpec, args, require_san=args.require_san)
 
 
 def rotate_spec(args: argparse.Namespace) -> RotateSpec:
+    from gnoicert.client.models import RotateSpec
+
     checked = not args.no_tls_check
     return _spec(
         RotateSpec,
@@ -254,6 +260,8 @@ def cmd_ca_init(args: argparse.Namespace) -> CaInfo:
 
 
 def _issued(certificate_pem: bytes, chain_pem: bytes, path: str | None) -> IssuedCertificate:
+    from gnoicert.client.models import IssuedCertificate
+
     try:
         leaf = load_certificates(certificate_pem)[0]
     except BadEncoding as exc:
@@ -341,8 +349,6 @@ def _narrator() -> Callable[[str], None]:
 
 def exit_code_of(result: Any) -> int:
     """Results that are answers but not successes: a revocation with per-ID errors."""
-    if isinstance(result, RevokeResult) and not result.ok:
-        return 1
     if isinstance(result, CertificateListing):
         # Like grep, a filter says whether it matched: 4 when something expires soon.
         return 4 if result.expiring_within_days is not None and result.certificates else 0

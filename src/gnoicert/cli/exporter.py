@@ -10,9 +10,9 @@ import argparse
 import os
 
 from gnoicert.client.errors import InputError
+from gnoicert.client.fleet import DEFAULT_CONCURRENCY
 from gnoicert.client.fleet.exporter import parse_listen, serve
 from gnoicert.client.fleet.inventory import load_inventory, resolve_targets, split_values
-from gnoicert.client.fleet.rollout import DEFAULT_CONCURRENCY
 
 
 def run_exporter(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 from gnoicert.cli.documents import SCHEMA_VERSION, error_document, error_fields, success_document
 from gnoicert.client.errors import InputError
+from gnoicert.client.fleet import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S
 from gnoicert.client.fleet.inventory import LAYER_KEYS, Target, load_inventory, resolve_targets
 from gnoicert.client.fleet.report import (
     ReportWriter,
@@ -27,7 +28,7 @@ from gnoicert.client.fleet.report import (
     done_targets,
     not_after_text,
 )
-from gnoicert.client.fleet.rollout import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S, Rollout
+from gnoicert.client.fleet.rollout import Rollout
 from gnoicert.client.fleet.runner import Ended, FleetRunner, RunResult, exit_code
 from gnoicert.client.fleet.shard import parse_shard, take_shard
 

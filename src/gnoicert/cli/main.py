@@ -285,7 +285,7 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
 
 def _fleet_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Many targets at once (docs/operator-guide.md, "Fleet"): selection, rollout, report."""
-    from gnoicert.client.fleet.rollout import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S
+    from gnoicert.client.fleet import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S
 
     fleet = (
         _option(

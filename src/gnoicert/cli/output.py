@@ -16,28 +16,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from gnoicert.client.models import (
-    CaBundleResult,
-    CaInfo,
-    CertificateInfo,
-    CertificateListing,
-    CheckResult,
-    CsrCapability,
-    DemoResult,
-    GeneratedCsr,
-    InstallResult,
-    IssuedCertificate,
-    LoadResult,
-    PreflightReport,
-    RevokeResult,
-    RotateResult,
-    TargetTime,
-)
+from gnoicert.client.listing import CertificateInfo, CertificateListing
 from gnoicert.common.constants import CA_BUNDLE_ID
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+    from gnoicert.client.models import (
+        CaBundleResult,
+        CaInfo,
+        CheckResult,
+        CsrCapability,
+        DemoResult,
+        GeneratedCsr,
+        InstallResult,
+        IssuedCertificate,
+        LoadResult,
+        PreflightReport,
+        RevokeResult,
+        RotateResult,
+        TargetTime,
+    )
 
 _PIPE_WIDTH = 160
 
@@ -82,7 +82,8 @@ def make_console(stream: IO[str] | None = None) -> Console:
 
 def render(result: Any, console: Console) -> None:
     """Human output for any result model."""
-    renderer = _RENDERERS.get(type(result))
+    kind = type(result)
+    renderer = _RENDERERS.get(kind.__name__) if kind.__module__.startswith("gnoicert.") else None
     if renderer is None:
         console.print(dumps(result), markup=False)
         return
@@ -426,19 +427,20 @@ def _demo(result: DemoResult, console: Console) -> None:
     console.print(f"demo {verdict} in {result.elapsed_s:.1f} s ({len(result.steps)} steps)")
 
 
-_RENDERERS: dict[type, Callable[[Any, Console], None]] = {
-    InstallResult: _install,
-    RotateResult: _rotate,
-    CertificateListing: _listing,
-    RevokeResult: _revoke,
-    GeneratedCsr: _csr,
-    LoadResult: _load,
-    CaBundleResult: _bundle,
-    CsrCapability: _capability,
-    TargetTime: _time,
-    CaInfo: _ca,
-    IssuedCertificate: _issued,
-    DemoResult: _demo,
+# Keyed by class name: the result types of other commands are not imported to print a listing.
+_RENDERERS: dict[str, Callable[[Any, Console], None]] = {
+    "InstallResult": _install,
+    "RotateResult": _rotate,
+    "CertificateListing": _listing,
+    "RevokeResult": _revoke,
+    "GeneratedCsr": _csr,
+    "LoadResult": _load,
+    "CaBundleResult": _bundle,
+    "CsrCapability": _capability,
+    "TargetTime": _time,
+    "CaInfo": _ca,
+    "IssuedCertificate": _issued,
+    "DemoResult": _demo,
 }
 
 

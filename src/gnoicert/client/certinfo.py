@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from gnoicert.client.models import CertificateInfo, Endpoint
+from gnoicert.client.listing import CertificateInfo, Endpoint
 from gnoicert.pki.crypto import fingerprint, load_certificates
 from gnoicert.pki.errors import BadEncoding
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gnoicert.client.certinfo import describe_certificate
-from gnoicert.client.models import (
-    CertificateInfo,
-    CsrParams,
-    Endpoint,
-    RevocationError,
-    RevokeResult,
-)
+from gnoicert.client.listing import CertificateInfo, Endpoint
 from gnoicert.pki.crypto import subject_fields
 from gnoicert.proto import cert_pb2
+
+if TYPE_CHECKING:
+    from gnoicert.client.models import CsrParams, RevokeResult
 
 
 def csr_params(params: CsrParams) -> cert_pb2.CSRParams:
@@ -134,6 +132,8 @@ def certificates_model(
 def revoke_result_model(
     response: cert_pb2.RevokeCertificatesResponse, *, target: str
 ) -> RevokeResult:
+    from gnoicert.client.models import RevocationError, RevokeResult  # not on `get`'s path
+
     errors = tuple(
         RevocationError(certificate_id=error.certificate_id, message=error.error_message)
         for error in response.certificate_revocation_error

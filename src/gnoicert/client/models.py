@@ -1,7 +1,8 @@
 """What the client library takes and gives back: frozen dataclasses, free of protobuf and gRPC.
 
 The CLI renders these same objects (rich tables, or JSON through `output.to_jsonable`), so a
-field added here shows up in the JSON output without further work.
+field added here shows up in the JSON output without further work. GetCertificates' types live
+in listing.py (re-exported here): `gnoicert get` creates only those (issue 13's start-up budget).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
+from gnoicert.client.listing import CertificateInfo as CertificateInfo
+from gnoicert.client.listing import CertificateListing as CertificateListing
+from gnoicert.client.listing import Endpoint as Endpoint
 from gnoicert.pki.crypto import DEFAULT_RSA_KEY_SIZE, CsrSubject, subject_fields
 
 if TYPE_CHECKING:
@@ -170,47 +174,6 @@ class RotateResult:
     elapsed_s: float
     not_checked: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Endpoint:
-    """An entity on the target that uses a certificate (Endpoint.Type name and identifier)."""
-
-    type: str
-    endpoint: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateInfo:
-    """One certificate on the target, parsed. `parse_error` is set when the PEM was unusable."""
-
-    certificate_id: str
-    subject: str
-    common_name: str
-    sans: tuple[str, ...]
-    issuer: str
-    key_type: str
-    key_size: int
-    not_before: dt.datetime | None
-    not_after: dt.datetime | None
-    days_left: int | None
-    fingerprint: str
-    serial: str
-    chain_length: int
-    endpoints: tuple[Endpoint, ...]
-    modified: dt.datetime | None
-    certificate_pem: str
-    parse_error: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateListing:
-    """GetCertificates as the CLI shows it (possibly filtered by days left)."""
-
-    target: str
-    certificates: tuple[CertificateInfo, ...]
-    expiring_within_days: int | None = None
-    saved_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

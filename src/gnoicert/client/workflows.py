@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -33,40 +33,6 @@ from gnoicert.client.errors import (
     ValidationFailed,
     translate_rpc_errors,
 )
-from gnoicert.client.models import (
-    CaBundleResult,
-    CertificateInfo,
-    CheckResult,
-    CheckStatus,
-    CsrCapability,
-    CsrParams,
-    GeneratedCsr,
-    InstallResult,
-    InstallSpec,
-    KeySource,
-    LoadResult,
-    PreflightReport,
-    RevokeResult,
-    RotateResult,
-    RotateSpec,
-    SignedCertificate,
-    TargetTime,
-)
-from gnoicert.client.preflight import run_preflight
-from gnoicert.client.rpclog import time_stream
-from gnoicert.client.steps import (
-    Material,
-    choose_key_source,
-    expect_case,
-    should_probe,
-    split_material,
-)
-from gnoicert.client.streams import Stream, StreamCall
-from gnoicert.client.validation import (
-    unverified_fingerprint,
-    validate_rotation,
-    wait_for_rollback,
-)
 from gnoicert.common.constants import CA_BUNDLE_ID, SERVER_ENDPOINT
 from gnoicert.common.rpc import CertRpc, SystemRpc
 from gnoicert.pki.crypto import (
@@ -81,6 +47,28 @@ from gnoicert.pki.crypto import (
 )
 from gnoicert.pki.errors import BadEncoding, PkiError
 from gnoicert.proto import cert_pb2, cert_pb2_grpc, system_pb2, system_pb2_grpc
+
+if TYPE_CHECKING:
+    from gnoicert.client.models import (
+        CaBundleResult,
+        CertificateInfo,
+        CheckResult,
+        CheckStatus,
+        CsrCapability,
+        CsrParams,
+        GeneratedCsr,
+        InstallResult,
+        InstallSpec,
+        KeySource,
+        LoadResult,
+        PreflightReport,
+        RevokeResult,
+        RotateResult,
+        RotateSpec,
+        TargetTime,
+    )
+    from gnoicert.client.steps import Material
+    from gnoicert.client.streams import Stream, StreamCall
 
 _log = logging.getLogger("gnoicert.client")
 
@@ -162,6 +150,8 @@ class CertClient:
 
     async def can_generate_csr(self, *, key_size: int = 2048) -> CsrCapability:
         """CanGenerateCSR for an RSA X.509 key of key_size bits."""
+        from gnoicert.client.models import CsrCapability
+
         request = messages.can_generate_csr_request(key_size)
         with translate_rpc_errors(target=self.target, rpc=CertRpc.CAN_GENERATE_CSR):
             response = await self._cert.CanGenerateCSR(request, **self._call_options())
@@ -175,6 +165,8 @@ class CertClient:
 
     async def generate_csr(self, certificate_id: str, params: CsrParams) -> GeneratedCsr:
         """Unary GenerateCSR: the target keeps the key pending for a later LoadCertificate."""
+        from gnoicert.client.models import GeneratedCsr
+
         if params.key_type != "rsa":
             raise InputError("the target can only be asked for RSA keys")
         request = messages.generate_csr_request(certificate_id, params)
@@ -219,6 +211,9 @@ class CertClient:
         certificate there locks clients out; Rotate is the way to replace it. A dry run sends
         nothing that changes the target: it checks the connection and the listing as well.
         """
+        from gnoicert.client.models import LoadResult, SignedCertificate
+        from gnoicert.client.steps import split_material
+
         material = split_material(
             SignedCertificate(certificate_pem=certificate_pem),
             ca_bundle_pem=ca_bundle_pem,
@@ -272,6 +267,8 @@ class CertClient:
         """LoadCertificateAuthorityBundle: replaces the whole bundle (the first one turns on
         mutual TLS on gnoicertd; have a client certificate from this bundle ready). The result
         says whether the target now refuses connections without a client certificate."""
+        from gnoicert.client.models import CaBundleResult
+
         try:
             cas = load_certificates(bundle_pem)
         except BadEncoding as exc:
@@ -335,6 +332,8 @@ class CertClient:
 
     async def time(self) -> TargetTime:
         """System/Time: the target's clock, and how far it is from this host's."""
+        from gnoicert.client.models import TargetTime
+
         before = time.time_ns()
         started = time.monotonic()
         with translate_rpc_errors(target=self.target, rpc=SystemRpc.TIME):
@@ -358,6 +357,8 @@ class CertClient:
         sign through spec.signer, run preflight, load (with the CA bundle if given), then
         half-close and read to the final status: the target commits at load.
         """
+        from gnoicert.client.models import InstallResult
+
         started = time.monotonic()
         loaded = await self._load_over_stream(_INSTALL, spec)
         if loaded.stream is not None:
@@ -394,6 +395,9 @@ class CertClient:
         Finalize only if every check passed, then wait for the final status; otherwise cancel the
         stream (the target rolls back) and raise ValidationFailed with the checks.
         """
+        from gnoicert.client.models import RotateResult
+        from gnoicert.client.validation import validate_rotation, wait_for_rollback
+
         started = time.monotonic()
         spec, notes = await self._server_role(spec)
         loaded = await self._load_over_stream(_ROTATE, spec)
@@ -453,6 +457,8 @@ class CertClient:
         """Turn the served-certificate and SAN checks off when the listing shows the ID is not
         the gRPC server's: no `grpc-server` endpoint, and new connections get another
         certificate (docs/behaviour.md §4, GetCertificates)."""
+        from gnoicert.client.validation import unverified_fingerprint
+
         if not (spec.infer_server_role and spec.check_served_certificate) or self.options.insecure:
             return spec, ()
         listing = await self._listing()
@@ -479,6 +485,9 @@ class CertClient:
         return {"metadata": self.options.metadata(), "timeout": self.options.timeout}
 
     def _open_stream(self, flavour: _Flavour) -> Stream:
+        from gnoicert.client.rpclog import time_stream
+        from gnoicert.client.streams import Stream
+
         method = self._cert.Install if flavour is _INSTALL else self._cert.Rotate
         call: StreamCall = method(
             metadata=self.options.metadata(), timeout=self.options.stream_timeout
@@ -488,6 +497,8 @@ class CertClient:
 
     async def _probe_can_generate(self, spec: InstallSpec) -> bool | None:
         """CanGenerateCSR on the same connection; None when the target does not implement it."""
+        from gnoicert.client.steps import should_probe
+
         if not should_probe(spec.key_source, spec.csr.key_type):
             return None
         try:
@@ -507,6 +518,8 @@ class CertClient:
         CanGenerateCSR probe (or during client-side signing) to a target that does not serve
         it can end, in a race inside grpcio, as INTERNAL instead of UNIMPLEMENTED.
         """
+        from gnoicert.client.steps import choose_key_source, expect_case, split_material
+
         if spec.dry_run:
             return await self._dry_run(flavour, spec)
         stream: Stream | None = None
@@ -577,6 +590,9 @@ class CertClient:
         GenerateCSR is a change, the target stores the key): the connection and clock,
         CanGenerateCSR, the ID in the listing, the signer (on a stand-in CSR of this client's
         when the target would make the key), and the preflight of what it signed."""
+        from gnoicert.client.models import CheckResult
+        from gnoicert.client.steps import choose_key_source, split_material
+
         checks = [await self._connection_check()]
         can_generate = await self._probe_can_generate(spec)
         key_source = choose_key_source(spec.key_source, spec.csr.key_type, can_generate)
@@ -647,6 +663,8 @@ class CertClient:
 
     async def _connection_check(self) -> CheckResult:
         """System/Time: connection, authentication and clock (UNIMPLEMENTED still connected)."""
+        from gnoicert.client.models import CheckResult
+
         name = "connection"
         try:
             answer = await self.time()
@@ -671,6 +689,8 @@ class CertClient:
         )
 
     async def _target_csr(self, stream: Stream, flavour: _Flavour, spec: InstallSpec) -> bytes:
+        from gnoicert.client.steps import expect_case
+
         await stream.write(flavour.generate(spec.certificate_id, spec.csr))
         response = await stream.read()
         expect_case(response.WhichOneof(flavour.oneof), "generated_csr")
@@ -700,6 +720,9 @@ class CertClient:
     ) -> PreflightReport:
         """The material's checks after `before` (the target checks of a dry run or a load);
         raises PreflightFailed when any of them failed."""
+        from gnoicert.client.models import CheckResult, PreflightReport
+        from gnoicert.client.preflight import run_preflight
+
         if not enabled:
             skipped = CheckResult(name="preflight", status="skip", detail="turned off")
             report = PreflightReport.from_checks([*before, skipped])
@@ -730,15 +753,14 @@ CLOCK_WARNING_S = 60.0
 
 
 def _expected_name(spec: InstallSpec) -> str | None:
+    from gnoicert.client.models import RotateSpec
+
     return spec.expect_name if isinstance(spec, RotateSpec) else None
 
 
-_UNLISTED = CheckResult(
-    name="certificate-id", status="skip", detail="GetCertificates is not implemented"
-)
-
-
 def _id_verdict(status: CheckStatus, detail: str) -> CheckResult:
+    from gnoicert.client.models import CheckResult
+
     return CheckResult(name="certificate-id", status=status, detail=detail)
 
 
@@ -751,7 +773,7 @@ def _id_check(
 ) -> CheckResult:
     """Install needs a new ID, Rotate an existing one (docs/behaviour.md §2)."""
     if listing is None:
-        return _UNLISTED
+        return _id_verdict("skip", "GetCertificates is not implemented")
     info = _listed(certificate_id, listing)
     if flavour is _INSTALL:
         if info is not None:
@@ -766,8 +788,9 @@ def _load_target_check(
     certificate_id: str, listing: Sequence[CertificateInfo] | None, *, force: bool
 ) -> CheckResult:
     """A unary load onto the gRPC server's certificate is refused unless forced."""
+
     if listing is None:
-        return _UNLISTED
+        return _id_verdict("skip", "GetCertificates is not implemented")
     info = _listed(certificate_id, listing)
     if info is None:
         return _id_verdict("pass", f"{certificate_id} is a new ID")

@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gnoicert.client.fleet import DEFAULT_CONCURRENCY
 from gnoicert.client.fleet.inventory import Target
-from gnoicert.client.fleet.rollout import DEFAULT_CONCURRENCY
 from gnoicert.client.workflows import CertClient
 from gnoicert.common.address import format_host_port, parse_host_port
 from gnoicert.common.constants import EXPORTER_INTERVAL_S

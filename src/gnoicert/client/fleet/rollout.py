@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-DEFAULT_CONCURRENCY = 32
-DEFAULT_TARGET_TIMEOUT_S = 300.0
+from gnoicert.client.fleet import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S
 
 _T = TypeVar("_T")
 
