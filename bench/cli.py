@@ -14,7 +14,7 @@ install). Without it, an editable checkout under PYTHONDONTWRITEBYTECODE=1 compi
 own modules from source on every run while the floor's libraries load theirs from bytecode; that
 run is printed too ("(no bytecode)"), so both figures are on record.
 
-Run: .venv/bin/python bench/cli.py [-n 10]
+Run: .venv/bin/python bench/cli.py [-n 10] [--baseline SRC]
 """
 
 from __future__ import annotations
@@ -172,12 +172,20 @@ def summary(name: str, walls: list[float]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--runs", type=int, default=10, help="runs per command")
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        type=Path,
+        help="another version's src directory (e.g. `git archive main` unpacked): its `get` is "
+        "timed too, interleaved with this one's, against the same daemon (PYTHONPATH=SRC)",
+    )
     args = parser.parse_args(argv)
     global ENV
     with tempfile.TemporaryDirectory(prefix="gnoicert-bench-") as temporary:
         workdir = Path(temporary)
         ENV = environment(bytecode_cache=workdir / "pycache")
         uncached = environment(bytecode_cache=None)
+        baseline = {**ENV, "PYTHONPATH": str(args.baseline.resolve())} if args.baseline else None
         subprocess.run([sys.executable, "-c", FLOOR], check=True, env=ENV)  # fills the cache
         process, address = start_daemon(workdir)
         try:
@@ -192,13 +200,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert all(c["status"] == "pass" for r in results for c in r["validation"])
             in_process = [r["elapsed_s"] for r in results]
             time_walls, _ = timed(["time", *mutual], workdir, args.runs)
-            get_walls, floor_walls, uncached_walls = [], [], []
+            get_walls, floor_walls, uncached_walls, baseline_walls = [], [], [], []
             for _ in range(args.runs):  # interleaved: the machine's load hits all alike
                 get_walls += timed(["get", *mutual], workdir, 1)[0]
                 started = time.perf_counter()
                 subprocess.run([sys.executable, "-c", FLOOR], check=True, env=ENV)
                 floor_walls.append(time.perf_counter() - started)
                 uncached_walls += timed(["get", *mutual], workdir, 1, env=uncached)[0]
+                if baseline is not None:
+                    baseline_walls += timed(["get", *mutual], workdir, 1, env=baseline)[0]
             version_walls, _ = timed(["--version"], workdir, args.runs)
         finally:
             process.send_signal(signal.SIGTERM)
@@ -217,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"gnoicert get / import floor: {ratio:.2f} (goal <= 1.3); "
         f"without a bytecode cache {uncached_ratio:.2f}"
     )
+    if baseline_walls:
+        print(summary("  (baseline)", baseline_walls) + f"  <- get from {args.baseline}")
+        before = statistics.median(baseline_walls) / statistics.median(floor_walls)
+        print(f"baseline get / import floor: {before:.2f}")
     return 0
 
 
