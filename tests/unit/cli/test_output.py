@@ -259,3 +259,14 @@ def test_get_details_adds_the_parsed_fields() -> None:
         "chain_length",
         "certificate_pem",
     }
+
+
+def test_every_renderer_names_a_result_model() -> None:
+    # Renderers are looked up by class name (so `get` need not import every model): a renamed
+    # model must not silently fall back to the plain dump.
+    import inspect
+
+    from gnoicert.cli import output
+
+    model_names = {name for name, value in vars(models).items() if inspect.isclass(value)}
+    assert set(output._RENDERERS) <= model_names
