@@ -10,7 +10,7 @@ refusal once and ends the call through `errors.abort_with`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -20,6 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from gnoicert.daemon import errors
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
+from gnoicert.daemon.in_flight import HandlerWrapper
 from gnoicert.daemon.listing import reuse_last_encoding
 from gnoicert.daemon.service import Gate
 
@@ -63,9 +64,11 @@ def add_service(
     refuse: Refuse,
     *,
     methods: tuple[str, ...] | None = None,
+    wrappers: Sequence[HandlerWrapper] = (),
 ) -> None:
     """Register servicer's methods of service (all, or only `methods`: the rest are then
-    UNIMPLEMENTED from grpc itself) with tolerant decoders."""
+    UNIMPLEMENTED from grpc itself) with tolerant decoders, each handler inside `wrappers`
+    (the first outermost)."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
         if methods is not None and method.name not in methods:
@@ -84,9 +87,10 @@ def add_service(
         }
         make = kinds[(method.client_streaming, method.server_streaming)]
         wrapped = _guard(behavior, rpc, refuse, streaming_in=method.client_streaming)
-        handlers[method.name] = make(
-            wrapped, request_deserializer=decode, response_serializer=encode
-        )
+        handler = make(wrapped, request_deserializer=decode, response_serializer=encode)
+        for wrapper in reversed(wrappers):
+            handler = wrapper.wrap(handler, rpc)
+        handlers[method.name] = handler
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )

@@ -23,7 +23,7 @@ from gnoicert.daemon import decoding, log_setup, policy
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
 from gnoicert.daemon.config import Config, ConfigError, is_loopback, load_config
-from gnoicert.daemon.in_flight import InFlight
+from gnoicert.daemon.in_flight import HandlerWrapper, InFlight
 from gnoicert.daemon.key_pool import KeyPool
 from gnoicert.daemon.metrics import DaemonMetrics
 from gnoicert.daemon.runtime import Runtime
@@ -149,20 +149,24 @@ class Daemon:
             ("grpc.max_receive_message_length", self.config.grpc.max_message_bytes),
             ("grpc.max_send_message_length", self.config.grpc.max_message_bytes),
         ]
-        interceptors: list[grpc.aio.ServerInterceptor] = [self._in_flight]
+        # Wrapped at registration, not by interceptors: see daemon/in_flight.py.
+        wrappers: list[HandlerWrapper] = [self._in_flight]
         if self.metrics is not None:
-            interceptors.append(self.metrics.interceptor)
-        server = grpc.aio.server(interceptors=interceptors, options=options)
+            wrappers.append(self.metrics.rpc_timer)
+        server = grpc.aio.server(options=options)
         # Request decoding never raises here: undecodable bytes are refused after
         # authentication, audited, as MALFORMED_REQUEST (docs/behaviour.md §7).
         admitted = decoding.authenticated_refusal(self._gate, self.audit)
         anyone = decoding.open_refusal(self.audit)
-        decoding.add_service(server, self._cert_service, _CERT_SERVICE, admitted)
-        decoding.add_service(
-            server, self._system_service, _SYSTEM_SERVICE, admitted, methods=("Time",)
-        )
-        decoding.add_service(server, self._health, _HEALTH_SERVICE, anyone)
-        decoding.add_service(server, self._reflection, _REFLECTION_SERVICE, anyone)
+        for servicer, service, refuse, methods in (
+            (self._cert_service, _CERT_SERVICE, admitted, None),
+            (self._system_service, _SYSTEM_SERVICE, admitted, ("Time",)),
+            (self._health, _HEALTH_SERVICE, anyone, None),
+            (self._reflection, _REFLECTION_SERVICE, anyone, None),
+        ):
+            decoding.add_service(
+                server, servicer, service, refuse, methods=methods, wrappers=wrappers
+            )
         served = self.credentials.current
         mode = policy.TlsMode.INSECURE if self._insecure else served.mode
         for attempt in range(_BIND_ATTEMPTS):
