@@ -194,6 +194,7 @@ def authorize(identity: Identity, rpc: str) -> None:
     raise NotAuthorized(f"user {who} has role {identity.role.value} and may not call {rpc}")
 
 
+@functools.lru_cache(maxsize=1024)  # one peer string per connection, parsed on every call
 def peer_host(peer: str) -> str:
     """The host part of a grpc peer string: 'ipv4:127.0.0.1:5555' -> '127.0.0.1'.
 
@@ -348,10 +349,8 @@ class Authenticator:
         raise _NeedsScrypt
 
     def _cache_key(self, username: str, password: str) -> tuple[str, bytes]:
-        digest = hmac.new(
-            self._cache_secret, password.encode("utf-8", "surrogatepass"), hashlib.sha256
-        ).digest()
-        return (username, digest)
+        password_bytes = password.encode("utf-8", "surrogatepass")
+        return (username, hmac.digest(self._cache_secret, password_bytes, "sha256"))
 
     def _cached_user(
         self, username: str, key: tuple[str, bytes], host: str

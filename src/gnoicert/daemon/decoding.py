@@ -10,7 +10,7 @@ refusal once and ends the call through `errors.abort_with`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -65,11 +65,19 @@ def add_service(
     *,
     methods: tuple[str, ...] | None = None,
     wrappers: Sequence[HandlerWrapper] = (),
+    registered: Collection[str] = (),
 ) -> None:
     """Register servicer's methods of service (all, or only `methods`: the rest are then
     UNIMPLEMENTED from grpc itself) with tolerant decoders, each handler inside `wrappers`
-    (the first outermost)."""
+    (the first outermost).
+
+    Only the methods whose paths are in `registered` are also grpc "registered methods"; the
+    others are found through the generic handler. grpc.aio's server loop waits on one future
+    per registered method (plus one for all the rest) on every incoming call, so each one
+    registered costs every call a little (docs/platform-notes.md).
+    """
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    fast: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
         if methods is not None and method.name not in methods:
             continue
@@ -91,10 +99,13 @@ def add_service(
         for wrapper in reversed(wrappers):
             handler = wrapper.wrap(handler, rpc)
         handlers[method.name] = handler
+        if rpc in registered:
+            fast[method.name] = handler
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
-    server.add_registered_method_handlers(service.full_name, handlers)
+    if fast:
+        server.add_registered_method_handlers(service.full_name, fast)
 
 
 def _guard(behavior: Any, rpc: str, refuse: Refuse, *, streaming_in: bool) -> Any:

@@ -74,8 +74,7 @@ class Gate:
 
     async def admit(self, context: Context, rpc: str) -> Caller:
         peer = context.peer() or ""
-        certificate = _client_certificate(context)
-        subject = certificate.subject.rfc4514_string() if certificate is not None else None
+        certificate, subject = _client_certificate(context)
         metadata = {
             key: value
             for key, value in (context.invocation_metadata() or ())
@@ -109,18 +108,22 @@ class Gate:
         return Caller(rpc=rpc, peer=peer, identity=identity.describe(), certificate=certificate)
 
 
-def _client_certificate(context: Context) -> x509.Certificate | None:
-    pems = list((context.auth_context() or {}).get("x509_pem_cert") or ())
-    return _parsed_certificate(pems[0]) if pems else None
+def _client_certificate(context: Context) -> tuple[x509.Certificate | None, str | None]:
+    """The verified client certificate of the call and its subject (RFC 4514), or Nones."""
+    for pem in (context.auth_context() or {}).get("x509_pem_cert") or ():
+        return _parsed_certificate(pem)  # the peer's own certificate comes first
+    return None, None
 
 
 @functools.lru_cache(maxsize=64)
-def _parsed_certificate(pem: bytes) -> x509.Certificate | None:
-    """Parsed once per distinct client certificate, not on every call of a connection."""
+def _parsed_certificate(pem: bytes) -> tuple[x509.Certificate | None, str | None]:
+    """Parsed, and its subject written out, once per distinct client certificate, not on every
+    call of a connection."""
     try:
-        return x509.load_pem_x509_certificate(pem)
+        certificate = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        return None
+        return None, None
+    return certificate, certificate.subject.rfc4514_string()
 
 
 def _stream_rpc(
