@@ -194,7 +194,6 @@ def authorize(identity: Identity, rpc: str) -> None:
     raise NotAuthorized(f"user {who} has role {identity.role.value} and may not call {rpc}")
 
 
-@functools.lru_cache(maxsize=1024)  # one peer string per connection, parsed on every call
 def peer_host(peer: str) -> str:
     """The host part of a grpc peer string: 'ipv4:127.0.0.1:5555' -> '127.0.0.1'.
 
@@ -204,7 +203,8 @@ def peer_host(peer: str) -> str:
     scheme, sep, rest = peer.partition(":")
     if not sep or scheme not in ("ipv4", "ipv6"):
         return peer
-    rest = urllib.parse.unquote(rest)
+    if "%" in rest:  # parsed on every call: skip unquote's work when there is nothing to undo
+        rest = urllib.parse.unquote(rest)
     if rest.startswith("["):
         host, bracket, _ = rest[1:].partition("]")
         return host if bracket else rest
