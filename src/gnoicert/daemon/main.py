@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import logging
 import os
 import signal
@@ -153,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_new_password() -> str:
+    import getpass  # passwd only: the serving daemon does not keep it (or termios) loaded
+
     if sys.stdin.isatty():
         first = getpass.getpass("New password: ")
         if first != getpass.getpass("Again: "):

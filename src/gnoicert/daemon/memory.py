@@ -17,11 +17,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
-import ctypes.util
 import gc
 import logging
 import os
-import tracemalloc
 
 log = logging.getLogger("gnoicertd.memory")
 ENV = "GNOICERTD_DEBUG_MEMORY"
@@ -32,15 +30,15 @@ _M_ARENA_MAX = -8  # mallopt parameter number in glibc's malloc.h
 
 
 def limit_malloc_arenas() -> bool:
-    """mallopt(M_ARENA_MAX, 2) on glibc; False where it does not apply or was set already."""
+    """mallopt(M_ARENA_MAX, 2) on glibc; False where it does not apply or was set already.
+
+    mallopt is looked up among the symbols the process has loaded (libc's among them), not
+    through ctypes.util, whose imports (tempfile, shutil, bz2, lzma) would stay resident.
+    """
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc
         return False
     return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
@@ -60,6 +58,8 @@ def _types() -> collections.Counter[str]:
 
 
 async def report_forever(seconds: float) -> None:
+    import tracemalloc  # only when asked for: a daemon without the report does not hold it
+
     tracemalloc.start(6)
     await asyncio.sleep(seconds)
     base, base_types = tracemalloc.take_snapshot(), _types()
