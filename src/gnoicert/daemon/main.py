@@ -168,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             memory.limit_malloc_arenas()  # before grpc and asyncio start their threads
+            memory.fix_mmap_threshold()
             with contextlib.suppress(KeyboardInterrupt):
                 return asyncio.run(
                     serve(args.config, insecure=args.insecure, ready_file=args.ready_file)
