@@ -8,7 +8,6 @@ see docs/operator-guide.md, "Configuration".
 
 from __future__ import annotations
 
-import difflib
 import enum
 import ipaddress
 import math
@@ -229,6 +228,8 @@ class _Parser:
     def check_keys(self, table: Mapping[str, Any], prefix: str, known: tuple[str, ...]) -> None:
         for key in table:
             if key not in known:
+                import difflib  # for a mistyped key only: not resident in a serving daemon
+
                 hint = difflib.get_close_matches(key, known, n=1)
                 did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
                 self.note(

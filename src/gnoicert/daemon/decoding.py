@@ -10,7 +10,7 @@ refusal once and ends the call through `errors.abort_with`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -20,6 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from gnoicert.daemon import errors
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
+from gnoicert.daemon.in_flight import HandlerWrapper
 from gnoicert.daemon.listing import reuse_last_encoding
 from gnoicert.daemon.service import Gate
 
@@ -63,10 +64,20 @@ def add_service(
     refuse: Refuse,
     *,
     methods: tuple[str, ...] | None = None,
+    wrappers: Sequence[HandlerWrapper] = (),
+    registered: Collection[str] = (),
 ) -> None:
     """Register servicer's methods of service (all, or only `methods`: the rest are then
-    UNIMPLEMENTED from grpc itself) with tolerant decoders."""
+    UNIMPLEMENTED from grpc itself) with tolerant decoders, each handler inside `wrappers`
+    (the first outermost).
+
+    Only the methods whose paths are in `registered` are also grpc "registered methods"; the
+    others are found through the generic handler. grpc.aio's server loop waits on one future
+    per registered method (plus one for all the rest) on every incoming call, so each one
+    registered costs every call a little (docs/platform-notes.md).
+    """
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    fast: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
         if methods is not None and method.name not in methods:
             continue
@@ -84,13 +95,17 @@ def add_service(
         }
         make = kinds[(method.client_streaming, method.server_streaming)]
         wrapped = _guard(behavior, rpc, refuse, streaming_in=method.client_streaming)
-        handlers[method.name] = make(
-            wrapped, request_deserializer=decode, response_serializer=encode
-        )
+        handler = make(wrapped, request_deserializer=decode, response_serializer=encode)
+        for wrapper in reversed(wrappers):
+            handler = wrapper.wrap(handler, rpc)
+        handlers[method.name] = handler
+        if rpc in registered:
+            fast[method.name] = handler
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
-    server.add_registered_method_handlers(service.full_name, handlers)
+    if fast:
+        server.add_registered_method_handlers(service.full_name, fast)
 
 
 def _guard(behavior: Any, rpc: str, refuse: Refuse, *, streaming_in: bool) -> Any:

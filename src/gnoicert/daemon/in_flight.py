@@ -1,14 +1,17 @@
-"""A server interceptor that counts running RPC handlers, so a stop can wait for them; and the
-handler wrapper it shares with the metrics' RPC timer."""
+"""A handler wrapper that counts running RPC handlers, so a stop can wait for them; and the
+`around_handler` it shares with the metrics' RPC timer.
+
+Wrappers are applied once, when the methods are registered (decoding.add_service), not by a
+grpc.aio server interceptor: an interceptor runs a coroutine chain and rewraps the handler on
+every call, which cost about a tenth of a GetCertificates call (docs/platform-notes.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
-
-import grpc
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, TypeVar
 
 _T = TypeVar("_T")
 _KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
@@ -52,24 +55,13 @@ def _around(behavior: Any, enter: Callable[[], _T], leave: Callable[[_T], None])
     return behavior  # None (not this kind), or not async: not ours to wrap
 
 
-class HandlerInterceptor(grpc.aio.ServerInterceptor):
-    """An interceptor that only rewraps the handler it is given (None: not found, passed on)."""
+class HandlerWrapper(Protocol):
+    """Rewraps the handler (a grpc.RpcMethodHandler) of the method rpc, once, at registration."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        return self.wrap(handler, handler_call_details.method)
-
-    def wrap(self, handler: Any, rpc: str) -> Any:
-        raise NotImplementedError
+    def wrap(self, handler: Any, rpc: str) -> Any: ...
 
 
-class InFlight(HandlerInterceptor):
+class InFlight:
     """Counts running RPC handlers, so that stop() returns only after the handlers cancelled at
     the end of the grace period have run their rollbacks and written their audit records (and
     before the store and the audit log are closed under them)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import logging
 import os
 import signal
@@ -169,6 +168,8 @@ def _add_factory_reset(sub: _Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _read_new_password() -> str:
+    import getpass  # passwd only: the serving daemon does not keep it (or termios) loaded
+
     if sys.stdin.isatty():
         first = getpass.getpass("New password: ")
         if first != getpass.getpass("Again: "):
@@ -183,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             memory.limit_malloc_arenas()  # before grpc and asyncio start their threads
+            memory.fix_mmap_threshold()
             with contextlib.suppress(KeyboardInterrupt):
                 return asyncio.run(
                     serve(args.config, insecure=args.insecure, ready_file=args.ready_file)

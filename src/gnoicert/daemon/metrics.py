@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from gnoicert.daemon import policy
 from gnoicert.daemon.audit import AuditRecord, Event
-from gnoicert.daemon.in_flight import HandlerInterceptor, around_handler
+from gnoicert.daemon.in_flight import around_handler
 from gnoicert.daemon.tls import ServedCredentials
 from gnoicert.pki import crypto
 from gnoicert.pki.store import Store
@@ -233,7 +233,7 @@ class DaemonMetrics:
             "Calls refused by the authentication rate limit (also in auth_failures).",
             registry=self.registry,
         )
-        self.interceptor = RpcTimer(self.observe_duration)
+        self.rpc_timer = RpcTimer(self.observe_duration)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -269,7 +269,7 @@ class DaemonMetrics:
             self._thread = None
 
 
-class RpcTimer(HandlerInterceptor):
+class RpcTimer:
     """Times each gNOI handler from its start to its end, whatever the outcome."""
 
     def __init__(self, observe: Callable[[str, float], None]) -> None:

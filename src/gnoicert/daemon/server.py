@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2
@@ -19,13 +20,13 @@ from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gnoicert.common.address import format_host_port
+from gnoicert.common.rpc import CertRpc
 from gnoicert.daemon import decoding, log_setup, policy
 from gnoicert.daemon.audit import AuditLog, AuditRecord, Event, Outcome
 from gnoicert.daemon.auth import Authenticator
 from gnoicert.daemon.config import Config, ConfigError, is_loopback, load_config
-from gnoicert.daemon.in_flight import InFlight
+from gnoicert.daemon.in_flight import HandlerWrapper, InFlight
 from gnoicert.daemon.key_pool import KeyPool
-from gnoicert.daemon.metrics import DaemonMetrics
 from gnoicert.daemon.runtime import Runtime
 from gnoicert.daemon.service import CertificateService, Gate, SystemService
 from gnoicert.daemon.startup import (
@@ -38,6 +39,9 @@ from gnoicert.daemon.tls import CredentialManager, ServedCredentials
 from gnoicert.pki.store import Store
 from gnoicert.proto import cert_pb2, system_pb2
 
+if TYPE_CHECKING:
+    from gnoicert.daemon.metrics import DaemonMetrics
+
 log = logging.getLogger("gnoicertd")
 
 _HANDLER_EXIT_S = 5.0  # cancelled handlers roll back and audit quickly; bound the wait anyway
@@ -46,6 +50,9 @@ _CERT_SERVICE = cert_pb2.DESCRIPTOR.services_by_name["CertificateManagement"]
 _SYSTEM_SERVICE = system_pb2.DESCRIPTOR.services_by_name["System"]
 _HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"]
 _REFLECTION_SERVICE = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+# The one method monitoring reads at a high rate; every other method is found through the
+# generic handlers (docs/platform-notes.md: each registered method costs every call).
+_REGISTERED_METHODS = frozenset({CertRpc.GET_CERTIFICATES.path})
 _SERVICE_NAMES = (
     _CERT_SERVICE.full_name,
     _SYSTEM_SERVICE.full_name,
@@ -103,6 +110,10 @@ class Daemon:
         self.metrics: DaemonMetrics | None = None
         self.metrics_port = 0
         if config.metrics is not None:
+            # Imported only here: prometheus_client and its HTTP server modules hold about
+            # 3 MiB resident, for nothing in a daemon without [metrics].
+            from gnoicert.daemon.metrics import DaemonMetrics
+
             self.metrics = DaemonMetrics(self.store, self._served_for_metrics)
             self.audit.observe(self.metrics.observe_audit)
         self._stopped = asyncio.Event()
@@ -149,20 +160,30 @@ class Daemon:
             ("grpc.max_receive_message_length", self.config.grpc.max_message_bytes),
             ("grpc.max_send_message_length", self.config.grpc.max_message_bytes),
         ]
-        interceptors: list[grpc.aio.ServerInterceptor] = [self._in_flight]
+        # Wrapped at registration, not by interceptors: see daemon/in_flight.py.
+        wrappers: list[HandlerWrapper] = [self._in_flight]
         if self.metrics is not None:
-            interceptors.append(self.metrics.interceptor)
-        server = grpc.aio.server(interceptors=interceptors, options=options)
+            wrappers.append(self.metrics.rpc_timer)
+        server = grpc.aio.server(options=options)
         # Request decoding never raises here: undecodable bytes are refused after
         # authentication, audited, as MALFORMED_REQUEST (docs/behaviour.md §7).
         admitted = decoding.authenticated_refusal(self._gate, self.audit)
         anyone = decoding.open_refusal(self.audit)
-        decoding.add_service(server, self._cert_service, _CERT_SERVICE, admitted)
-        decoding.add_service(
-            server, self._system_service, _SYSTEM_SERVICE, admitted, methods=("Time",)
-        )
-        decoding.add_service(server, self._health, _HEALTH_SERVICE, anyone)
-        decoding.add_service(server, self._reflection, _REFLECTION_SERVICE, anyone)
+        for servicer, service, refuse, methods in (
+            (self._cert_service, _CERT_SERVICE, admitted, None),
+            (self._system_service, _SYSTEM_SERVICE, admitted, ("Time",)),
+            (self._health, _HEALTH_SERVICE, anyone, None),
+            (self._reflection, _REFLECTION_SERVICE, anyone, None),
+        ):
+            decoding.add_service(
+                server,
+                servicer,
+                service,
+                refuse,
+                methods=methods,
+                wrappers=wrappers,
+                registered=_REGISTERED_METHODS,
+            )
         served = self.credentials.current
         mode = policy.TlsMode.INSECURE if self._insecure else served.mode
         for attempt in range(_BIND_ATTEMPTS):

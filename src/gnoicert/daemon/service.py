@@ -57,6 +57,7 @@ _ENDED_EARLY = {
     Kind.INSTALL: "the Install stream ended before load_certificate; nothing was installed",
 }
 Context = grpc.aio.ServicerContext[Any, Any]
+_ClientCertificate = tuple[x509.Certificate | None, str | None]
 
 
 class Gate:
@@ -71,11 +72,11 @@ class Gate:
         self._runtime = runtime
         self.authenticator = authenticator
         self._listener_mode = listener_mode
+        self._last_client: tuple[bytes, _ClientCertificate] = (b"", (None, None))
 
     async def admit(self, context: Context, rpc: str) -> Caller:
         peer = context.peer() or ""
-        certificate = _client_certificate(context)
-        subject = certificate.subject.rfc4514_string() if certificate is not None else None
+        certificate, subject = self._client_certificate(context)
         metadata = {
             key: value
             for key, value in (context.invocation_metadata() or ())
@@ -108,19 +109,31 @@ class Gate:
             raise
         return Caller(rpc=rpc, peer=peer, identity=identity.describe(), certificate=certificate)
 
+    def _client_certificate(self, context: Context) -> _ClientCertificate:
+        """The verified client certificate of the call and its subject (RFC 4514), or Nones.
 
-def _client_certificate(context: Context) -> x509.Certificate | None:
-    pems = list((context.auth_context() or {}).get("x509_pem_cert") or ())
-    return _parsed_certificate(pems[0]) if pems else None
+        The last one is kept: calls on one connection present the same certificate, and
+        comparing it costs less than hashing it for the parse cache.
+        """
+        for pem in (context.auth_context() or {}).get("x509_pem_cert") or ():
+            # The peer's own certificate comes first.
+            last_pem, parsed = self._last_client
+            if pem != last_pem:
+                parsed = _parse_certificate(pem)
+                self._last_client = (pem, parsed)
+            return parsed
+        return None, None
 
 
 @functools.lru_cache(maxsize=64)
-def _parsed_certificate(pem: bytes) -> x509.Certificate | None:
-    """Parsed once per distinct client certificate, not on every call of a connection."""
+def _parse_certificate(pem: bytes) -> _ClientCertificate:
+    """Parsed, and its subject written out, once per distinct client certificate, not on every
+    call of a connection."""
     try:
-        return x509.load_pem_x509_certificate(pem)
+        certificate = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        return None
+        return None, None
+    return certificate, certificate.subject.rfc4514_string()
 
 
 def _stream_rpc(
