@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,16 +95,6 @@ PLANS: dict[str, Callable[[TestCA, TestCA], Plan]] = {
 @pytest.fixture(scope="module")
 def cas() -> tuple[TestCA, TestCA]:
     return TestCA(), TestCA(name="second root")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[TargetProcess]]:
-    """Spawned daemons, killed at the end if a test left one running."""
-    started: list[TargetProcess] = []
-    yield started
-    for proc in started:
-        if proc.process.poll() is None:
-            proc.kill()
 
 
 async def spawn(processes: list[TargetProcess], config: Path) -> TargetProcess:

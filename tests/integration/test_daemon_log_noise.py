@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,15 +19,6 @@ from tests.support.pki import TestCA
 from tests.support.target import TargetProcess, spawn_target, wait_for, write_config
 
 CORE_LINES = ("No match found for server name", "Handshake failed", "chttp2", ".cc:")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[TargetProcess]]:
-    started: list[TargetProcess] = []
-    yield started
-    for proc in started:
-        if proc.process.poll() is None:
-            proc.kill()
 
 
 def test_port_in_use_is_one_line_and_creates_nothing(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,15 +27,6 @@ from tests.support.flows import key_fragments
 from tests.support.target import PASSWORDS, TargetProcess, spawn_target, write_config
 
 METRICS = ["[metrics]", 'listen = "127.0.0.1:0"']
-
-
-@pytest.fixture
-def processes() -> Iterator[list[TargetProcess]]:
-    started: list[TargetProcess] = []
-    yield started
-    for proc in started:
-        if proc.process.poll() is None:
-            proc.kill()
 
 
 def scrape(proc: TargetProcess) -> tuple[str, dict[str, list[Sample]]]:

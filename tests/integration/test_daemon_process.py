@@ -12,7 +12,6 @@ import shlex
 import signal
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -60,16 +59,6 @@ from tests.support.target import (
 
 TIME = system_pb2.TimeRequest()
 SERVE_SRV = 'local_certificate = "srv"'
-
-
-@pytest.fixture
-def processes() -> Iterator[list[TargetProcess]]:
-    """Spawned daemons, killed at the end if a test left one running."""
-    started: list[TargetProcess] = []
-    yield started
-    for proc in started:
-        if proc.process.poll() is None:
-            proc.kill()
 
 
 def spawn(processes: list[TargetProcess], config: Path, *extra: str) -> TargetProcess:

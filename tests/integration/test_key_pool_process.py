@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 
 from gnoicert.proto import cert_pb2
@@ -27,15 +25,6 @@ from tests.support.target import TargetProcess, spawn_target, write_config
 
 DEPTH = 2
 POOL_LINE = re.compile(r"key pool: (\d+) of (\d+) RSA-2048 keys ready")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[TargetProcess]]:
-    started: list[TargetProcess] = []
-    yield started
-    for proc in started:
-        if proc.process.poll() is None:
-            proc.kill()
 
 
 def spawn(processes: list[TargetProcess], config: Path) -> TargetProcess:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,15 +16,6 @@ from tests.support.target import TargetProcess, spawn_target, write_config
 
 GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"
 GET = "/gnoi.certificate.CertificateManagement/GetCertificates"
-
-
-@pytest.fixture
-def processes() -> Iterator[list[TargetProcess]]:
-    started: list[TargetProcess] = []
-    yield started
-    for proc in started:
-        if proc.process.poll() is None:
-            proc.kill()
 
 
 async def test_refusals_rotate_the_audit_log_and_are_summarized(
