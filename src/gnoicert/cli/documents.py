@@ -34,6 +34,8 @@ RPC_COMMANDS = (
     "can-generate-csr",
     "time",
 )
+# The commands that name one certificate ID (and report its new fingerprint).
+ID_COMMANDS = frozenset({"install", "rotate", "generate-csr"})
 # The commands with a schema file of their own (`ca init` is "ca-init").
 COMMANDS = (*RPC_COMMANDS, "ca-init", "ca-sign", "ca-issue", "demo")
 

@@ -17,10 +17,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gnoicert.cli.documents import SCHEMA_VERSION, error_document, error_fields, success_document
+from gnoicert.cli.documents import (
+    ID_COMMANDS,
+    SCHEMA_VERSION,
+    error_document,
+    error_fields,
+    success_document,
+)
 from gnoicert.client.errors import InputError
 from gnoicert.client.fleet import DEFAULT_CONCURRENCY, DEFAULT_TARGET_TIMEOUT_S
-from gnoicert.client.fleet.inventory import LAYER_KEYS, Target, load_inventory, resolve_targets
+from gnoicert.client.fleet.inventory import (
+    CSR_KEYS,
+    LAYER_KEYS,
+    Target,
+    load_inventory,
+    resolve_targets,
+)
 from gnoicert.client.fleet.report import (
     ReportWriter,
     SummaryRecord,
@@ -43,19 +55,6 @@ FLEET_COMMANDS = (
     "generate-csr",
 )
 CHANGE_COMMANDS = frozenset({"install", "rotate", "revoke", "load-ca"})
-_ID_COMMANDS = frozenset({"install", "rotate", "generate-csr"})
-CSR_KEYS = (
-    "common_name",
-    "country",
-    "state",
-    "city",
-    "organization",
-    "organizational_unit",
-    "ip_address",
-    "email_id",
-    "key_type",
-    "key_size",
-)
 
 
 def is_fleet(args: argparse.Namespace) -> bool:
@@ -109,7 +108,7 @@ def target_args(args: argparse.Namespace, target: Target) -> argparse.Namespace:
     own = argparse.Namespace(**vars(args))
     own.target = target.address
     own.server_name = target.server_name
-    if args.command in _ID_COMMANDS:
+    if args.command in ID_COMMANDS:
         own.certificate_id = args.certificate_id or target.certificate_id
     if hasattr(args, "key_size"):
         params = target.csr_params()
@@ -131,7 +130,7 @@ def _check(args: argparse.Namespace, targets: tuple[Target, ...]) -> None:
             field="inventory",
             check="not-fleet",
         )
-    if args.command in _ID_COMMANDS and not args.certificate_id:
+    if args.command in ID_COMMANDS and not args.certificate_id:
         missing = [t.name for t in targets if not t.certificate_id]
         if missing:
             raise InputError(
@@ -174,7 +173,7 @@ def target_record(ended: Ended, command: str) -> TargetRecord:
     if ended.resolved:
         document = {**document, "resolved": True}
     result = ended.result
-    fingerprint = getattr(result, "fingerprint", None) if command in _ID_COMMANDS else None
+    fingerprint = getattr(result, "fingerprint", None) if command in ID_COMMANDS else None
     return TargetRecord(
         target=target.name,
         address=target.address,

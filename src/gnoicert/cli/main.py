@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 from gnoicert import __version__
 from gnoicert.cli.documents import (
     FORMATS,
+    ID_COMMANDS,
     OUTPUT_ENV,
     RPC_COMMANDS,
     command_name,
@@ -511,6 +512,8 @@ FLEET_EXIT_NOTE = (
 )
 COMPLETION_SHELLS = ("bash", "zsh", "fish", "tcsh")
 _ID_NOTE = " (may be left out when the inventory gives certificate_id)"
+# CsrParams' fields, written out: pki.crypto (their home) loads cryptography, which a parser
+# that may only print --version or --help should not (tests/unit/cli/test_main.py holds them equal).
 _CSR_DEFAULTS: dict[str, Any] = {
     "common_name": "",
     "country": "",
@@ -523,7 +526,6 @@ _CSR_DEFAULTS: dict[str, Any] = {
     "key_type": "rsa",
     "key_size": DEFAULT_RSA_KEY_SIZE,
 }
-_ID_COMMANDS = ("install", "rotate", "generate-csr")
 
 
 def _main_epilog() -> str:
@@ -949,7 +951,7 @@ def _normalise(args: argparse.Namespace, parser: ArgsFileParser) -> None:
         for key, value in _CSR_DEFAULTS.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
-    if args.command in _ID_COMMANDS and not args.certificate_id and not args.inventory:
+    if args.command in ID_COMMANDS and not args.certificate_id and not args.inventory:
         raise UsageError(
             "the following arguments are required: ID",
             usage=parser.format_usage(),

@@ -315,3 +315,11 @@ def test_the_rpc_command_list_is_what_the_dispatcher_runs() -> None:
     from gnoicert.cli import commands
 
     assert set(RPC_COMMANDS) == set(commands._RPC_COMMANDS)
+
+
+def test_the_parser_csr_defaults_name_every_csr_params_field() -> None:
+    import dataclasses
+
+    from gnoicert.cli import main as cli_main
+
+    assert set(cli_main._CSR_DEFAULTS) == {f.name for f in dataclasses.fields(CsrParams)}
